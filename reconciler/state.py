@@ -1,0 +1,282 @@
+"""The observed tenant: one immutable object holding everything a plan depends on.
+
+Built either by the Graph client (reconciler.graph.observe) or from a tenant
+snapshot in the seed format (schemas/tenant.schema.json), so that planner tests
+need no network and `observe` can be checked against the emulator's snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.licensing import AssignmentState, License
+
+GRAPH_DATE = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    plan_id: str
+    name: str
+    provisioning_status: str = "Success"
+    applies_to: str = "User"
+
+
+@dataclass(frozen=True)
+class SubscribedSku:
+    sku_id: str
+    part_number: str
+    enabled_units: int
+    consumed_units: int
+    service_plans: tuple[ServicePlan, ...]
+    applies_to: str = "User"
+    capability_status: str = "Enabled"
+
+    @property
+    def free_units(self) -> int:
+        return self.enabled_units - self.consumed_units
+
+    @property
+    def plan_ids(self) -> tuple[str, ...]:
+        return tuple(p.plan_id for p in self.service_plans)
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    user_principal_name: str
+    display_name: str | None = None
+    mail: str | None = None
+    usage_location: str | None = None
+    proxy_addresses: tuple[str, ...] = ()
+    direct_licenses: tuple[License, ...] = ()
+    license_states: tuple[AssignmentState, ...] = ()
+    account_enabled: bool = True
+
+    def held_skus(self) -> frozenset[str]:
+        """SKUs the user holds a seat of (an Active or ActiveWithError state)."""
+        return frozenset(
+            s.sku_id for s in self.license_states if s.state in ("Active", "ActiveWithError")
+        )
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    display_name: str
+    security_enabled: bool = True
+    mail_enabled: bool = False
+    group_types: tuple[str, ...] = ()
+    membership_rule: str | None = None
+    licenses: tuple[License, ...] = ()
+    processing_state: str | None = None
+    member_user_ids: tuple[str, ...] = ()
+    member_group_ids: tuple[str, ...] = ()
+    mail: str | None = None
+    proxy_addresses: tuple[str, ...] = ()
+
+    @property
+    def is_dynamic(self) -> bool:
+        return "DynamicMembership" in self.group_types
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    display_name: str
+    country_letter_code: str | None = None
+    default_usage_location: str | None = None
+    verified_domains: tuple[str, ...] = ()
+    initial_domain: str | None = None
+
+    @property
+    def usage_location(self) -> str | None:
+        """The location group licensing uses for users without one (facts 1.7)."""
+        return self.default_usage_location or self.country_letter_code
+
+
+@dataclass(frozen=True)
+class TenantState:
+    organization: Organization
+    skus: Mapping[str, SubscribedSku]
+    users: Mapping[str, User]
+    groups: Mapping[str, Group]
+
+    @staticmethod
+    def build(
+        organization: Organization,
+        skus: Iterable[SubscribedSku],
+        users: Iterable[User],
+        groups: Iterable[Group],
+    ) -> TenantState:
+        return TenantState(
+            organization=organization,
+            skus=MappingProxyType({s.sku_id: s for s in sorted(skus, key=lambda s: s.sku_id)}),
+            users=MappingProxyType({u.id: u for u in sorted(users, key=lambda u: u.id)}),
+            groups=MappingProxyType({g.id: g for g in sorted(groups, key=lambda g: g.id)}),
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 over canonical JSON of everything a plan depends on."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps(_canonical(self), sort_keys=True, separators=(",", ":")).encode())
+        return "sha256:" + digest.hexdigest()
+
+    @staticmethod
+    def from_snapshot(snapshot: Mapping[str, Any]) -> TenantState:
+        """Read a tenant in the seed/snapshot format (Graph's own shapes)."""
+        org = snapshot["organization"]
+        domains = org.get("verifiedDomains") or []
+        initial = next((d["name"] for d in domains if d.get("isInitial")), None)
+        organization = Organization(
+            id=org["id"].lower(),
+            display_name=org.get("displayName") or "",
+            country_letter_code=org.get("countryLetterCode"),
+            default_usage_location=org.get("defaultUsageLocation"),
+            verified_domains=tuple(sorted(d["name"].lower() for d in domains)),
+            initial_domain=initial.lower() if initial else None,
+        )
+        skus = [sku_from_graph(s) for s in snapshot.get("subscribedSkus", [])]
+        users = [user_from_graph(u, direct_from_assigned=True) for u in snapshot.get("users", [])]
+        user_ids = {u.id for u in users}
+        groups = [group_from_graph(g, g.get("members", []), user_ids) for g in snapshot.get("groups", [])]
+        return TenantState.build(organization, skus, users, groups)
+
+
+def _licenses(raw: Iterable[Mapping[str, Any]] | None) -> tuple[License, ...]:
+    return tuple(
+        sorted(
+            License(
+                sku_id=str(item["skuId"]).lower(),
+                disabled_plans=frozenset(str(p).lower() for p in item.get("disabledPlans") or ()),
+            )
+            for item in raw or ()
+        )
+    )
+
+
+def license_state_from_graph(item: Mapping[str, Any]) -> AssignmentState:
+    group = item.get("assignedByGroup")
+    error = item.get("error")
+    return AssignmentState(
+        sku_id=str(item["skuId"]).lower(),
+        assigned_by_group=str(group).lower() if group else None,
+        disabled_plans=frozenset(str(p).lower() for p in item.get("disabledPlans") or ()),
+        state=str(item.get("state") or "Active"),
+        # Graph documents null on success and really returns "None"; accept both
+        error=str(error) if error not in (None, "") else "None",
+    )
+
+
+def sku_from_graph(raw: Mapping[str, Any]) -> SubscribedSku:
+    prepaid = raw.get("prepaidUnits") or {}
+    return SubscribedSku(
+        sku_id=str(raw["skuId"]).lower(),
+        part_number=str(raw.get("skuPartNumber") or ""),
+        enabled_units=int(prepaid.get("enabled") or 0),
+        consumed_units=int(raw.get("consumedUnits") or 0),
+        service_plans=tuple(
+            ServicePlan(
+                plan_id=str(p["servicePlanId"]).lower(),
+                name=str(p.get("servicePlanName") or ""),
+                provisioning_status=str(p.get("provisioningStatus") or "Success"),
+                applies_to=str(p.get("appliesTo") or "User"),
+            )
+            for p in raw.get("servicePlans") or ()
+        ),
+        applies_to=str(raw.get("appliesTo") or "User"),
+        capability_status=str(raw.get("capabilityStatus") or "Enabled"),
+    )
+
+
+def user_from_graph(raw: Mapping[str, Any], *, direct_from_assigned: bool = False) -> User:
+    """A user from Graph JSON. In the seed format `assignedLicenses` are the direct
+    assignments; from Graph they are derived from the states with no assignedByGroup."""
+    states = tuple(
+        sorted(
+            (license_state_from_graph(s) for s in raw.get("licenseAssignmentStates") or ()),
+            key=lambda s: (s.sku_id, s.assigned_by_group or ""),
+        )
+    )
+    if direct_from_assigned:
+        direct = _licenses(raw.get("assignedLicenses"))
+    else:
+        direct = tuple(
+            sorted(License(s.sku_id, s.disabled_plans) for s in states if s.assigned_by_group is None)
+        )
+    return User(
+        id=str(raw["id"]).lower(),
+        user_principal_name=str(raw.get("userPrincipalName") or ""),
+        display_name=raw.get("displayName"),
+        mail=raw.get("mail"),
+        usage_location=raw.get("usageLocation") or None,
+        proxy_addresses=tuple(raw.get("proxyAddresses") or ()),
+        direct_licenses=direct,
+        license_states=states,
+        account_enabled=bool(raw.get("accountEnabled", True)),
+    )
+
+
+def group_from_graph(
+    raw: Mapping[str, Any], member_ids: Iterable[str], user_ids: set[str] | frozenset[str]
+) -> Group:
+    members = sorted({str(m).lower() for m in member_ids})
+    state = raw.get("licenseProcessingState")
+    return Group(
+        id=str(raw["id"]).lower(),
+        display_name=str(raw.get("displayName") or ""),
+        security_enabled=bool(raw.get("securityEnabled", True)),
+        mail_enabled=bool(raw.get("mailEnabled", False)),
+        group_types=tuple(raw.get("groupTypes") or ()),
+        membership_rule=raw.get("membershipRule"),
+        licenses=_licenses(raw.get("assignedLicenses")),
+        processing_state=state.get("state") if isinstance(state, Mapping) else None,
+        member_user_ids=tuple(m for m in members if m in user_ids),
+        member_group_ids=tuple(m for m in members if m not in user_ids),
+        mail=raw.get("mail"),
+        proxy_addresses=tuple(raw.get("proxyAddresses") or ()),
+    )
+
+
+def _canonical(state: TenantState) -> dict[str, Any]:
+    def lic(items: Iterable[License]) -> list[Any]:
+        return [[x.sku_id, sorted(x.disabled_plans)] for x in sorted(items)]
+
+    return {
+        "organization": [
+            state.organization.id,
+            state.organization.default_usage_location,
+            state.organization.country_letter_code,
+        ],
+        "skus": {
+            s.sku_id: [s.enabled_units, s.consumed_units, sorted(s.plan_ids)] for s in state.skus.values()
+        },
+        "groups": {
+            g.id: [
+                g.display_name,
+                g.security_enabled,
+                lic(g.licenses),
+                list(g.member_user_ids),
+                list(g.member_group_ids),
+            ]
+            for g in state.groups.values()
+        },
+        "users": {
+            u.id: [
+                u.user_principal_name,
+                u.usage_location,
+                sorted(u.proxy_addresses),
+                lic(u.direct_licenses),
+                sorted(
+                    [s.sku_id, s.assigned_by_group, sorted(s.disabled_plans), s.state, s.error]
+                    for s in u.license_states
+                ),
+            ]
+            for u in state.users.values()
+        },
+    }
