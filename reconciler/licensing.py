@@ -8,11 +8,93 @@ on the state a plan would produce to predict errors; the emulator runs it to
 process group assignments. Nothing here does I/O.
 
 All identifiers are lower-case GUID strings (sku ids, plan ids, object ids).
+
+How `compute` decides (facts section in brackets)
+-------------------------------------------------
+
+Sources. A user's sources are the direct assignments (`User.direct`) and, for
+every security-enabled group the user is a *direct* member of, the group's
+licenses (2.3, 2.4; member ids that are not users, i.e. nested groups, are
+ignored; non-security groups grant nothing). Each (SKU, source) gets one
+`licenseAssignmentState`; `assigned_by_group` is None for direct ones (1.3).
+
+Direct assignments were validated synchronously when they were made
+(`check_direct_assignment`, 1.8), so they are always `Active` and always hold
+their seat, even when the subscription is now over capacity.
+
+Usage location. The user's own, else `LicensingInput.tenant_location`, for
+group licensing only (2.5). When neither exists, every group SKU of the user
+gets `ProhibitedInUsageLocationViolation` (a license cannot be placed without
+a location; real tenants always have a `countryLetterCode`).
+
+Priority (deterministic). For each user the sources are considered in this
+order: direct assignments; then the groups whose licenses the user held before
+(`LicensingInput.previous` has an `Active`/`ActiveWithError` state from that
+group), in group-id order; then the other groups, in group-id order. A later
+source whose enabled plans are mutually exclusive with a plan an earlier
+*accepted* source enabled gets `MutuallyExclusiveViolation`; plans of a group
+that are mutually exclusive with each other fail that group on its own.
+
+Checks per (user, group, SKU), in this order, the first failing one being the
+SKU's error: ProhibitedInUsageLocationViolation (an enabled plan is prohibited
+in the location), MutuallyExclusiveViolation (above), DependencyViolation (an
+enabled plan requires any one of a set of plans and none is enabled in the
+user's resulting union of plans), UniquenessViolation (see proxy addresses),
+CountViolation (see seats).
+
+All or nothing per (user, group) (2.6). If any SKU of a group fails for a
+user, that SKU has state `Error` with its error and every other SKU of the
+group has state `Error` with error `Other`; none of the group's SKUs
+contributes plans or takes a seat.
+
+Effective licenses (2.7). One `assigned` License per SKU held (by an
+`Active` or `ActiveWithError` source); its disabled plans are the intersection
+of the held sources' disabled plans, i.e. the enabled plans are the union.
+One seat per SKU per user however many sources hold it.
+
+Seats. `consumed` counts the users holding each SKU. A user keeps the seat of
+every SKU held before (an `Active`/`ActiveWithError` state in `previous`) or
+held directly, even when the subscription is already over capacity (Entra
+does not revoke). Every user is first evaluated as if seats were unlimited;
+then the users who would take a *new* seat are processed one by one in
+user-id order, each taking a seat while `enabled_units - consumed > 0` and
+otherwise getting `CountViolation` on that SKU (and `Other` on its group
+siblings). A user who is denied a seat is re-evaluated (a sibling's `Other`
+frees plans and seats and can let another group of the same user through)
+until the user's denials stop growing, which terminates because they only
+grow. A seat freed by a user processed later in the same run is not given
+back to an earlier user who was denied; like in Entra, that user stays in
+`CountViolation` until reprocessed (the next `compute`).
+
+Proxy addresses (2.16). For group SKUs that enable a mailbox plan
+(`Rules.mailbox_plans`): if one of the user's proxy addresses is also held by
+another *user*, the group's SKUs get `UniquenessViolation` unless this user
+already held a mailbox (a mailbox plan enabled by a direct assignment, or by a
+previous `Active`/`ActiveWithError` state), in which case the user keeps it
+and only the other user is in error. If the address is held by a *non-user*
+object (`LicensingInput.other_proxy_addresses`: a group or a contact), this is
+the silent failure administrators report: the user gets neither the group's
+licenses nor any state for them (no entry at all for that group). The
+duplicate-with-a-user case is checked first; the silent case takes precedence
+over every other check of that group.
+
+Removal with a dependency (2.9). When a group source the user held before
+(`previous`, `Active` or `ActiveWithError`) no longer exists in the input (the
+group dropped the SKU, the user left the group, the group is gone or no longer
+security-enabled), and removing that source's enabled plans would leave a plan
+enabled by the user's remaining sources without any of its prerequisites, the
+old source stays: state `ActiveWithError`, error `DependencyViolation`,
+`assigned_by_group` still the group, its previous disabled plans, its plans
+still enabled and its seat still held. Otherwise the source just disappears.
+
+Previous states in `Error` are simply evaluated again. The state `Disabled`
+is never produced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # licenseAssignmentState.state values
@@ -38,6 +120,29 @@ LICENSE_ERRORS = (
     UNIQUENESS_VIOLATION,
     OTHER,
 )
+
+HELD_STATES = frozenset({ACTIVE, ACTIVE_WITH_ERROR})
+
+# Graph's synchronous error messages for direct assignLicense (facts 1.8) and for group
+# assignLicense of an add-on without its prerequisite (facts 2.11).
+MSG_INVALID_USAGE_LOCATION = "License assignment cannot be done for user with invalid usage location."
+MSG_UNKNOWN_SKU = "License {sku_id} does not correspond to a valid company License."
+MSG_NO_SEATS = "Subscription with SKU {sku_id} does not have any available licenses."
+MSG_MUTUALLY_EXCLUSIVE = (
+    "License assignment failed because service plans {plan1},{plan2} are mutually exclusive."
+)
+MSG_DEPENDS_ON = (
+    "License assignment failed because service plan {plan} depends on the service plan(s) {required}"
+)
+MSG_DEPENDS_ON_SEPARATOR = ", "
+MSG_INHERITED = (
+    "User license is inherited from a group membership and it cannot be removed directly from the user."
+)
+MSG_GROUP_DEPENDENCY = (
+    "License operation failed. Make sure that the group has necessary services before adding or "
+    "removing a dependent service. The service {plan} requires {required} to be enabled as well."
+)
+MSG_GROUP_DEPENDENCY_SEPARATOR = " or "
 
 
 @dataclass(frozen=True, order=True)
@@ -117,15 +222,599 @@ class UserLicensing:
     states: tuple[AssignmentState, ...]
     # effective licenses: one per SKU held (Active or ActiveWithError); disabled = intersection
     assigned: tuple[License, ...]
+    # ids of the groups whose licenses the user should get but for which no state exists because
+    # a non-user object holds one of the user's proxy addresses (the silent failure)
+    silent_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class LicensingResult:
-    # only users with at least one assignment state appear
+    # only users with at least one assignment state (or a silent group) appear
     users: Mapping[str, UserLicensing]
     consumed: Mapping[str, int]
 
 
+# --------------------------------------------------------------------------------------------
+# small public helpers
+
+
+def enabled_plans(sku: SkuCapacity, lic: License) -> frozenset[str]:
+    """The plans a license switches on: the SKU's plans minus the license's disabled plans."""
+    if not lic.disabled_plans:
+        return frozenset(sku.plan_ids)
+    return frozenset(p for p in sku.plan_ids if p not in lic.disabled_plans)
+
+
+def user_enabled_plans(user: UserLicensing, skus: Mapping[str, SkuCapacity]) -> frozenset[str]:
+    """The union of the plans a user's effective licenses enable (unknown SKUs enable nothing)."""
+    out: set[str] = set()
+    for lic in user.assigned:
+        sku = skus.get(lic.sku_id)
+        if sku is not None:
+            out |= enabled_plans(sku, lic)
+    return frozenset(out)
+
+
+def exclusive_partners(rules: Rules) -> dict[str, frozenset[str]]:
+    """plan -> the plans it cannot be enabled together with."""
+    partners: dict[str, set[str]] = defaultdict(set)
+    for group in rules.mutually_exclusive:
+        for p in group:
+            partners[p].update(q for q in group if q != p)
+    return {p: frozenset(qs) for p, qs in partners.items()}
+
+
+def consumed_units(inp: LicensingInput) -> dict[str, int]:
+    """Seats in use according to the input as it stands: users holding each SKU directly or by a
+    previous `Active`/`ActiveWithError` state (one per SKU per user)."""
+    counts: dict[str, int] = dict.fromkeys(inp.skus, 0)
+    for uid, user in inp.users.items():
+        held = {lic.sku_id for lic in user.direct}
+        for st in inp.previous.get(uid, ()):
+            if st.state in HELD_STATES:
+                held.add(st.sku_id)
+        for sku_id in held:
+            counts[sku_id] = counts.get(sku_id, 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# compute: precomputed, input-wide lookups
+
+
+@dataclass(frozen=True)
+class _LicInfo:
+    """Everything about one License that does not depend on the user."""
+
+    lic: License
+    sku_id: str
+    enabled: frozenset[str]
+    partners: frozenset[str]  # plans exclusive with one of `enabled`
+    deps: tuple[tuple[str, frozenset[str]], ...]  # (enabled plan, any-of prerequisites)
+    prohibited_in: frozenset[str]  # locations where one of `enabled` is prohibited
+    mailbox: bool
+
+
+@dataclass(frozen=True)
+class _GroupInfo:
+    id: str
+    lics: tuple[_LicInfo, ...]
+    sku_ids: tuple[str, ...]
+    plans: frozenset[str]
+    self_exclusive_skus: frozenset[str]  # SKUs with a plan exclusive with another plan of the group
+    prohibited_in: frozenset[str]
+    mailbox: bool
+
+
+class _Context:
+    def __init__(self, inp: LicensingInput) -> None:
+        self.inp = inp
+        self.rules = inp.rules
+        self.partners = exclusive_partners(inp.rules)
+        self._lic_cache: dict[License, _LicInfo] = {}
+        self._state_cache: dict[tuple[str, str | None, frozenset[str], str, str], AssignmentState] = {}
+        self._license_cache: dict[tuple[str, frozenset[str]], License] = {}
+        self.groups: dict[str, _GroupInfo] = {}
+        for gid in sorted(inp.groups):
+            g = inp.groups[gid]
+            if not g.security_enabled or not g.licenses:
+                continue
+            self.groups[gid] = self._group_info(g)
+
+    def lic_info(self, lic: License) -> _LicInfo:
+        info = self._lic_cache.get(lic)
+        if info is not None:
+            return info
+        sku = self.inp.skus.get(lic.sku_id)
+        enabled = enabled_plans(sku, lic) if sku is not None else frozenset()
+        partners: set[str] = set()
+        deps: list[tuple[str, frozenset[str]]] = []
+        prohibited: set[str] = set()
+        requires = self.rules.requires
+        prohibited_locations = self.rules.prohibited_locations
+        for p in sorted(enabled):
+            qs = self.partners.get(p)
+            if qs:
+                partners |= qs
+            req = requires.get(p)
+            if req:
+                deps.append((p, frozenset(req)))
+            locs = prohibited_locations.get(p)
+            if locs:
+                prohibited |= locs
+        info = _LicInfo(
+            lic=lic,
+            sku_id=lic.sku_id,
+            enabled=enabled,
+            partners=frozenset(partners),
+            deps=tuple(deps),
+            prohibited_in=frozenset(prohibited),
+            mailbox=not enabled.isdisjoint(self.rules.mailbox_plans),
+        )
+        self._lic_cache[lic] = info
+        return info
+
+    def _group_info(self, g: LicensingGroup) -> _GroupInfo:
+        by_sku: dict[str, License] = {}
+        for lic in g.licenses:
+            by_sku[lic.sku_id] = lic  # Graph keeps one entry per SKU; the last one wins
+        lics = tuple(self.lic_info(by_sku[s]) for s in sorted(by_sku))
+        plans: set[str] = set()
+        for li in lics:
+            plans |= li.enabled
+        self_exclusive: set[str] = set()
+        for li in lics:
+            # another plan of the same group (of this SKU or of a sibling) is exclusive with it
+            if not li.partners.isdisjoint(plans):
+                self_exclusive.add(li.sku_id)
+        prohibited: set[str] = set()
+        for li in lics:
+            prohibited |= li.prohibited_in
+        return _GroupInfo(
+            id=g.id,
+            lics=lics,
+            sku_ids=tuple(li.sku_id for li in lics),
+            plans=frozenset(plans),
+            self_exclusive_skus=frozenset(self_exclusive),
+            prohibited_in=frozenset(prohibited),
+            mailbox=any(li.mailbox for li in lics),
+        )
+
+    def state(
+        self, sku_id: str, group: str | None, disabled: frozenset[str], state: str, error: str
+    ) -> AssignmentState:
+        key = (sku_id, group, disabled, state, error)
+        st = self._state_cache.get(key)
+        if st is None:
+            st = AssignmentState(sku_id, group, disabled, state, error)
+            self._state_cache[key] = st
+        return st
+
+    def license(self, sku_id: str, disabled: frozenset[str]) -> License:
+        key = (sku_id, disabled)
+        lic = self._license_cache.get(key)
+        if lic is None:
+            lic = License(sku_id, disabled)
+            self._license_cache[key] = lic
+        return lic
+
+
+@dataclass
+class _UserFacts:
+    """What the evaluation of one user needs besides the groups: fixed for the whole run."""
+
+    user: LicensingUser
+    location: str | None
+    groups: list[_GroupInfo]  # in priority order
+    direct: tuple[_LicInfo, ...]
+    held_before_skus: frozenset[str]  # direct SKUs and SKUs held in `previous`
+    # previous group states (Active/ActiveWithError) whose source no longer exists
+    old_sources: tuple[AssignmentState, ...]
+    dup_with_user: bool
+    dup_with_other: bool
+    had_mailbox: bool
+
+
+@dataclass
+class _Outcome:
+    states: list[AssignmentState]
+    held: dict[str, list[frozenset[str]]]  # sku -> disabled plans of each holding source
+    new_claims: list[str]  # held SKUs that need a new seat
+    silent: list[str]
+
+
+def _user_facts(
+    ctx: _Context,
+    user: LicensingUser,
+    group_ids: list[str],
+    addr_users: Mapping[str, int],
+) -> _UserFacts:
+    inp = ctx.inp
+    prev = inp.previous.get(user.id, ())
+    held_groups: set[str] = set()
+    held_skus = {lic.sku_id for lic in user.direct}
+    had_mailbox = False
+    for lic in user.direct:
+        if ctx.lic_info(lic).mailbox:
+            had_mailbox = True
+    for st in prev:
+        if st.state in HELD_STATES:
+            held_skus.add(st.sku_id)
+            if st.assigned_by_group is not None:
+                held_groups.add(st.assigned_by_group)
+            if not had_mailbox and ctx.lic_info(ctx.license(st.sku_id, st.disabled_plans)).mailbox:
+                had_mailbox = True
+    groups = [ctx.groups[g] for g in group_ids]
+    if held_groups:
+        groups.sort(key=lambda g: (g.id not in held_groups, g.id))
+    current = {(g.id, s) for g in groups for s in g.sku_ids}
+    old = tuple(
+        sorted(
+            (
+                st
+                for st in prev
+                if st.assigned_by_group is not None
+                and st.state in HELD_STATES
+                and (st.assigned_by_group, st.sku_id) not in current
+            ),
+            key=lambda st: (st.sku_id, st.assigned_by_group or ""),
+        )
+    )
+    location = user.usage_location or inp.tenant_location
+    dup_user = False
+    dup_other = False
+    for a in user.proxy_addresses:
+        if addr_users.get(a, 0) > 1:
+            dup_user = True
+        if a in inp.other_proxy_addresses:
+            dup_other = True
+    return _UserFacts(
+        user=user,
+        location=location,
+        groups=groups,
+        direct=tuple(ctx.lic_info(lic) for lic in user.direct),
+        held_before_skus=frozenset(held_skus),
+        old_sources=old,
+        dup_with_user=dup_user,
+        dup_with_other=dup_other,
+        had_mailbox=had_mailbox,
+    )
+
+
+def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Outcome:
+    """One user's states, given the SKUs for which the user was refused a new seat."""
+    direct_plans: set[str] = set()
+    direct_skus: set[str] = set()
+    for li in f.direct:
+        direct_plans |= li.enabled
+        direct_skus.add(li.sku_id)
+    dep_denied: dict[str, dict[str, str]] = {}  # group -> sku -> DependencyViolation
+    skus = ctx.inp.skus
+    mailbox_conflict = f.dup_with_user and not f.had_mailbox
+    silent_possible = f.dup_with_other and not f.dup_with_user and not f.had_mailbox
+    location = f.location
+    while True:
+        acc = set(direct_plans)
+        accepted: list[_GroupInfo] = []
+        denied: list[tuple[_GroupInfo, dict[str, str]]] = []
+        silent: list[str] = []
+        for g in f.groups:
+            if silent_possible and g.mailbox:
+                silent.append(g.id)
+                continue
+            errs: dict[str, str] = {}
+            if location is None:
+                errs = dict.fromkeys(g.sku_ids, PROHIBITED_IN_USAGE_LOCATION_VIOLATION)
+            elif location in g.prohibited_in:
+                for li in g.lics:
+                    if location in li.prohibited_in:
+                        errs[li.sku_id] = PROHIBITED_IN_USAGE_LOCATION_VIOLATION
+            for li in g.lics:
+                if li.sku_id not in errs and (
+                    li.sku_id in g.self_exclusive_skus or not li.partners.isdisjoint(acc)
+                ):
+                    errs[li.sku_id] = MUTUALLY_EXCLUSIVE_VIOLATION
+            forced = dep_denied.get(g.id)
+            if forced:
+                for s, e in forced.items():
+                    errs.setdefault(s, e)
+            if mailbox_conflict and g.mailbox:
+                for li in g.lics:
+                    if li.mailbox:
+                        errs.setdefault(li.sku_id, UNIQUENESS_VIOLATION)
+            if count_denied:
+                for s in g.sku_ids:
+                    if s in count_denied:
+                        errs.setdefault(s, COUNT_VIOLATION)
+            if errs:
+                denied.append((g, errs))
+            else:
+                accepted.append(g)
+                acc |= g.plans
+        # sources that were removed but must stay because of a dependency (facts 2.9)
+        kept: list[AssignmentState] = []
+        if f.old_sources:
+            remaining = set(acc)
+            for st in f.old_sources:
+                sku = skus.get(st.sku_id)
+                if sku is None:
+                    continue
+                old_plans = enabled_plans(sku, ctx.license(st.sku_id, st.disabled_plans))
+                if _removal_breaks(ctx, remaining, old_plans):
+                    kept.append(st)
+                    remaining |= old_plans
+            union = remaining
+        else:
+            union = acc
+        grew = False
+        for g in accepted:
+            for li in g.lics:
+                for _plan, req in li.deps:
+                    if req.isdisjoint(union):
+                        dep_denied.setdefault(g.id, {})[li.sku_id] = DEPENDENCY_VIOLATION
+                        grew = True
+                        break
+        if not grew:
+            break
+    return _outcome(ctx, f, direct_skus, accepted, denied, kept, silent)
+
+
+def _removal_breaks(ctx: _Context, remaining: set[str], old_plans: frozenset[str]) -> bool:
+    """Would dropping `old_plans` leave a plan of `remaining` without any of its prerequisites?"""
+    requires = ctx.rules.requires
+    for p in remaining:
+        req = requires.get(p)
+        if req and req.isdisjoint(remaining) and not req.isdisjoint(old_plans):
+            return True
+    return False
+
+
+def _outcome(
+    ctx: _Context,
+    f: _UserFacts,
+    direct_skus: set[str],
+    accepted: list[_GroupInfo],
+    denied: list[tuple[_GroupInfo, dict[str, str]]],
+    kept: list[AssignmentState],
+    silent: list[str],
+) -> _Outcome:
+    states: list[AssignmentState] = []
+    held: dict[str, list[frozenset[str]]] = {}
+    for li in f.direct:
+        states.append(ctx.state(li.sku_id, None, li.lic.disabled_plans, ACTIVE, NO_ERROR))
+        held.setdefault(li.sku_id, []).append(li.lic.disabled_plans)
+    for g in accepted:
+        for li in g.lics:
+            states.append(ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ACTIVE, NO_ERROR))
+            held.setdefault(li.sku_id, []).append(li.lic.disabled_plans)
+    for g, errs in denied:
+        for li in g.lics:
+            states.append(
+                ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ERROR, errs.get(li.sku_id, OTHER))
+            )
+    for st in kept:
+        states.append(
+            ctx.state(
+                st.sku_id, st.assigned_by_group, st.disabled_plans, ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
+            )
+        )
+        held.setdefault(st.sku_id, []).append(st.disabled_plans)
+    new_claims = [s for s in held if s not in f.held_before_skus]
+    return _Outcome(states=states, held=held, new_claims=new_claims, silent=silent)
+
+
+def _finish(ctx: _Context, uid: str, out: _Outcome) -> UserLicensing:
+    states = tuple(sorted(out.states, key=lambda st: (st.sku_id, st.assigned_by_group or "")))
+    assigned: list[License] = []
+    for sku_id in sorted(out.held):
+        disabled_sets = out.held[sku_id]
+        disabled = disabled_sets[0]
+        for d in disabled_sets[1:]:
+            disabled = disabled & d
+        assigned.append(ctx.license(sku_id, disabled))
+    return UserLicensing(
+        user_id=uid, states=states, assigned=tuple(assigned), silent_groups=tuple(out.silent)
+    )
+
+
 def compute(inp: LicensingInput) -> LicensingResult:
-    """Compute every user's license states from the tenant's assignments."""
-    raise NotImplementedError
+    """Compute every user's license states from the tenant's assignments (see the module doc)."""
+    ctx = _Context(inp)
+
+    # direct user members of licensed security groups, groups in id order
+    memberships: dict[str, list[str]] = defaultdict(list)
+    users = inp.users
+    for gid in ctx.groups:
+        seen: set[str] = set()
+        for mid in inp.groups[gid].member_ids:
+            if mid in users and mid not in seen:
+                seen.add(mid)
+                memberships[mid].append(gid)
+
+    addr_users: dict[str, int] = defaultdict(int)
+    for user in users.values():
+        for a in user.proxy_addresses:
+            addr_users[a] += 1
+
+    outcomes: dict[str, _Outcome] = {}
+    facts: dict[str, _UserFacts] = {}
+    candidates = set(memberships)
+    candidates.update(uid for uid in inp.previous if uid in users)
+    for uid, user in users.items():
+        if user.direct:
+            candidates.add(uid)
+
+    no_denials: frozenset[str] = frozenset()
+    used: dict[str, int] = dict.fromkeys(inp.skus, 0)
+    claimants: list[str] = []
+    for uid in sorted(candidates):
+        f = _user_facts(ctx, users[uid], memberships.get(uid, []), addr_users)
+        out = _evaluate(ctx, f, no_denials)
+        facts[uid] = f
+        outcomes[uid] = out
+        for s in out.held:
+            if s in f.held_before_skus:
+                used[s] = used.get(s, 0) + 1
+        if out.new_claims:
+            claimants.append(uid)
+
+    # new seats, one user at a time in user-id order (claimants is sorted)
+    for uid in claimants:
+        f = facts[uid]
+        out = outcomes[uid]
+        first = out
+        denials: set[str] = set()
+        while True:
+            short = [s for s in out.new_claims if _free(inp, used, s) <= 0]
+            if not short:
+                break
+            denials.update(short)
+            out = _evaluate(ctx, f, frozenset(denials))
+        for s in out.new_claims:
+            used[s] = used.get(s, 0) + 1
+        if out is not first:
+            for s in first.held:
+                if s in f.held_before_skus and s not in out.held:
+                    used[s] -= 1
+            outcomes[uid] = out
+
+    result: dict[str, UserLicensing] = {}
+    consumed: dict[str, int] = dict.fromkeys(inp.skus, 0)
+    for uid in sorted(outcomes):
+        out = outcomes[uid]
+        for s in out.held:
+            consumed[s] = consumed.get(s, 0) + 1
+        if out.states or out.silent:
+            result[uid] = _finish(ctx, uid, out)
+    return LicensingResult(users=result, consumed=consumed)
+
+
+def _free(inp: LicensingInput, used: Mapping[str, int], sku_id: str) -> int:
+    sku = inp.skus.get(sku_id)
+    if sku is None:
+        return 0
+    return sku.enabled_units - used.get(sku_id, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# synchronous validations (the emulator's direct writes)
+
+
+def _group_held(inp: LicensingInput, user_id: str) -> list[AssignmentState]:
+    return [
+        st
+        for st in inp.previous.get(user_id, ())
+        if st.assigned_by_group is not None and st.state in HELD_STATES
+    ]
+
+
+def _plans_of(skus: Mapping[str, SkuCapacity], lics: Iterable[License]) -> set[str]:
+    out: set[str] = set()
+    for lic in lics:
+        sku = skus.get(lic.sku_id)
+        if sku is not None:
+            out |= enabled_plans(sku, lic)
+    return out
+
+
+def check_direct_assignment(
+    inp: LicensingInput,
+    user_id: str,
+    add: Sequence[License],
+    remove: Sequence[str],
+    consumed: Mapping[str, int] | None = None,
+) -> str | None:
+    """Validate a direct `assignLicense` on a user as Graph does, synchronously and atomically.
+
+    The post-state (existing direct licenses - `remove` + `add`; an added SKU the user already
+    holds directly replaces it, which is how disabled plans are changed) is checked against the
+    user's inherited licenses (`inp.previous` states from groups, Active or ActiveWithError).
+    Returns None when Graph would accept the call, else Graph's error message (facts 1.8).
+    `consumed` is the seats in use per SKU; computed from `inp` when not given.
+    Removing a known SKU the user does not hold at all is accepted as a no-op.
+    """
+    user = inp.users[user_id]
+    skus = inp.skus
+    if add and not user.usage_location:
+        return MSG_INVALID_USAGE_LOCATION
+    for lic in add:
+        if lic.sku_id not in skus:
+            return MSG_UNKNOWN_SKU.format(sku_id=lic.sku_id)
+    for sku_id in remove:
+        if sku_id not in skus:
+            return MSG_UNKNOWN_SKU.format(sku_id=sku_id)
+
+    direct_before = {lic.sku_id: lic for lic in user.direct}
+    inherited = _group_held(inp, user_id)
+    inherited_skus = {st.sku_id for st in inp.previous.get(user_id, ()) if st.assigned_by_group is not None}
+    removed = set(remove)
+    direct_after = {s: lic for s, lic in direct_before.items() if s not in removed}
+    for lic in add:
+        direct_after[lic.sku_id] = lic
+
+    held_before = set(direct_before) | {st.sku_id for st in inherited}
+    if consumed is None:
+        consumed = consumed_units(inp)
+    for lic in add:
+        if lic.sku_id in held_before:
+            continue
+        if skus[lic.sku_id].enabled_units - consumed.get(lic.sku_id, 0) <= 0:
+            return MSG_NO_SEATS.format(sku_id=lic.sku_id)
+
+    inherited_lics = [License(st.sku_id, st.disabled_plans) for st in inherited]
+    before = _plans_of(skus, [*direct_before.values(), *inherited_lics])
+    after = _plans_of(skus, [*direct_after.values(), *inherited_lics])
+    added_plans = _plans_of(skus, add)
+
+    partners = exclusive_partners(inp.rules)
+    pairs: list[tuple[str, str]] = []
+    for p in sorted(after):
+        for q in sorted(partners.get(p, frozenset()) & after):
+            if p in before and q in before:
+                continue  # not caused by this call
+            pairs.append((p, q))
+    if pairs:
+        # name the newly added plan first
+        pairs.sort(key=lambda pq: (pq[0] not in added_plans or pq[0] in before, pq))
+        p, q = pairs[0]
+        return MSG_MUTUALLY_EXCLUSIVE.format(plan1=p, plan2=q)
+
+    requires = inp.rules.requires
+    for p in sorted(after):
+        req = requires.get(p)
+        if not req or not req.isdisjoint(after):
+            continue
+        if p in before and req.isdisjoint(before):
+            continue  # already unmet before this call
+        return MSG_DEPENDS_ON.format(plan=p, required=MSG_DEPENDS_ON_SEPARATOR.join(sorted(req)))
+
+    for sku_id in remove:
+        if sku_id not in direct_before and sku_id in inherited_skus:
+            return MSG_INHERITED
+    return None
+
+
+def check_group_assignment(
+    inp_rules: Rules,
+    skus: Mapping[str, SkuCapacity],
+    group_licenses_after: Sequence[License],
+) -> str | None:
+    """Validate a group's licenses after a group `assignLicense` (facts 2.11).
+
+    An add-on needs its prerequisite in the same group: every plan the group enables whose
+    `requires` set is not met by the group's own enabled plans rejects the call. Unknown SKUs
+    are rejected with Graph's direct-assignment message. Returns None when accepted.
+    """
+    plans: set[str] = set()
+    for lic in group_licenses_after:
+        sku = skus.get(lic.sku_id)
+        if sku is None:
+            return MSG_UNKNOWN_SKU.format(sku_id=lic.sku_id)
+        plans |= enabled_plans(sku, lic)
+    for p in sorted(plans):
+        req = inp_rules.requires.get(p)
+        if req and req.isdisjoint(plans):
+            return MSG_GROUP_DEPENDENCY.format(
+                plan=p, required=MSG_GROUP_DEPENDENCY_SEPARATOR.join(sorted(req))
+            )
+    return None
