@@ -9,6 +9,7 @@ the exit codes of SPEC section 3 and prints their message (never a traceback).
     ├── BlockedPlanError                 3   the plan has blocking violations and --force was not given
     ├── StalePlanError                   4   the saved plan no longer matches the tenant
     ├── WrongTenantError                 4   the policy or plan belongs to another tenant
+    ├── PlanFileError                    3   a plan file is unreadable, corrupt or of an unsupported format_version
     ├── SeedError                        3   an emulator seed file is invalid
     └── GraphError                       1   anything that went wrong talking to Microsoft Graph
         ├── AuthenticationError              no token could be obtained (401, bad credentials)
@@ -71,6 +72,12 @@ class StalePlanError(ReconcilerError):
 
 class WrongTenantError(ReconcilerError):
     exit_code = EXIT_STALE
+
+
+class PlanFileError(ReconcilerError):
+    """A plan file that cannot be read: missing, not JSON, not a plan, or an unknown format_version."""
+
+    exit_code = EXIT_INVALID
 
 
 class SeedError(ReconcilerError):
