@@ -74,6 +74,33 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class Action:
+    """One change, with the exact Graph request that makes it.
+
+    `details` holds facts for the renderers (reconciler.render); every key is optional and
+    every value is plain JSON data (lists, not tuples, so a plan file round-trips exactly).
+    Plan and group names are servicePlanName / displayName strings. Keys rendered:
+
+        enabledPlans: [str]            assignLicense/updateLicense: plans that will be on
+        disabledPlans: [str]           assignLicense/updateLicense: plans that will be off
+        heldOff: [str]                 with the policy's enabledPlans form: plans of the SKU outside
+                                       the allow-list (kept off, including plans Microsoft adds later)
+        planChanges: {"enable": [str], "disable": [str]}
+                                       updateLicense: plans switched on / off in place
+        seats: {"needed": int, "free": int}
+                                       assignLicense (and updateLicense when it needs seats)
+        newServicePlans: [str]         plans added to the SKU since it was last assigned
+        usageLocation: str             setUsageLocation: the new value (ISO 3166-1 alpha-2)
+        previousUsageLocation: str|None
+                                       setUsageLocation: the current value
+        coveredBy: [str]               removeDirectLicense: groups that keep giving the SKU
+        protected: bool                the group is in safety.protected
+
+    Counted in the renderers' last line (reconciler.render.common.change_counts):
+    "to assign" = createGroup + addMember + setUsageLocation + assignLicense,
+    "to change" = updateLicense + reprocess,
+    "to remove" = removeLicense + removeMember + removeDirectLicense.
+    """
+
     kind: str
     reason: str
     request: GraphRequest
