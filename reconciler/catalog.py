@@ -5,15 +5,48 @@ Microsoft's "Product names and service plan identifiers for licensing" CSV.
 The rule table (reconciler/data/rules.yaml) lists, with a source for each, the
 mutually exclusive plans, plans that require one of several others, and plans
 prohibited in some usage locations (SPEC section 4).
+
+Names are matched case-insensitively and ignoring whitespace (the table has stray
+spaces, tabs and no-break spaces in a few names); GUIDs are matched in any case and
+returned in lower case.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
+import yaml
+
+from reconciler.countries import is_country
 from reconciler.licensing import Rules
+
+MUTUALLY_EXCLUSIVE = "mutuallyExclusive"
+REQUIRES = "requires"
+PROHIBITED_LOCATIONS = "prohibitedLocations"
+MAILBOX_PLANS = "mailboxPlans"
+RULE_KINDS = (MUTUALLY_EXCLUSIVE, REQUIRES, PROHIBITED_LOCATIONS)
+
+# difflib ratio below which a name is not offered as "did you mean"
+SUGGEST_CUTOFF = 0.75
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_guid(text: str) -> bool:
+    return bool(_GUID.match(text))
+
+
+def name_key(name: str) -> str:
+    """The form names are compared in: no whitespace at all, case-folded."""
+    return "".join(name.split()).casefold()
 
 
 @dataclass(frozen=True)
@@ -42,41 +75,485 @@ class Rule:
     enabled: bool = True
 
 
+def _closest(text: str, candidates: Mapping[str, str]) -> str | None:
+    """candidates: name_key -> the name to offer."""
+    key = name_key(text)
+    if not key:
+        return None
+    if key in candidates:
+        return candidates[key]
+    found = difflib.get_close_matches(key, list(candidates), n=1, cutoff=SUGGEST_CUTOFF)
+    return candidates[found[0]] if found else None
+
+
 class Catalog:
     """Look up SKUs and service plans by name or GUID, case-insensitively."""
 
     skus: Mapping[str, SkuEntry]  # by sku id
     plans: Mapping[str, PlanEntry]  # by plan id
 
+    def __init__(
+        self,
+        skus: Iterable[SkuEntry],
+        plans: Iterable[PlanEntry],
+        *,
+        plan_aliases: Mapping[str, Sequence[str]] | None = None,
+        preferred_sku_ids: Mapping[str, str] | None = None,
+        preferred_plan_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        """Build the indexes. `plan_aliases`: plan id -> other spellings of its name.
+        `preferred_*_ids`: name_key -> the id a name gives when several ids carry it
+        (otherwise the lowest id)."""
+        self.skus = MappingProxyType({s.sku_id: s for s in sorted(skus, key=lambda s: s.sku_id)})
+        self.plans = MappingProxyType({p.plan_id: p for p in sorted(plans, key=lambda p: p.plan_id)})
+        aliases = plan_aliases or {}
+
+        sku_ids: dict[str, list[str]] = {}
+        for sku in self.skus.values():
+            sku_ids.setdefault(name_key(sku.part_number), []).append(sku.sku_id)
+        self._sku_by_name = {
+            key: _pick(ids, (preferred_sku_ids or {}).get(key)) for key, ids in sku_ids.items()
+        }
+
+        self._plan_spellings: dict[str, tuple[str, ...]] = {}
+        plan_ids: dict[str, list[str]] = {}
+        for plan in self.plans.values():
+            spellings = (plan.name, *(a for a in aliases.get(plan.plan_id, ()) if a != plan.name))
+            self._plan_spellings[plan.plan_id] = spellings
+            for key in dict.fromkeys(name_key(s) for s in spellings):
+                plan_ids.setdefault(key, []).append(plan.plan_id)
+        self._plan_ids_by_name = {
+            key: _ordered(ids, (preferred_plan_ids or {}).get(key)) for key, ids in plan_ids.items()
+        }
+
+        # "did you mean" candidates: part numbers and product names; plan names and friendly names
+        self._sku_suggestions: dict[str, str] = {}
+        for sku in sorted(self.skus.values(), key=lambda s: (s.product_name, s.sku_id)):
+            self._sku_suggestions.setdefault(name_key(sku.product_name), sku.part_number)
+        for key, sku_id in self._sku_by_name.items():
+            self._sku_suggestions[key] = self.skus[sku_id].part_number
+        self._plan_suggestions: dict[str, str] = {}
+        for plan in sorted(self.plans.values(), key=lambda p: (p.friendly_name, p.plan_id)):
+            self._plan_suggestions.setdefault(name_key(plan.friendly_name), plan.name)
+        for key, ids in self._plan_ids_by_name.items():
+            self._plan_suggestions[key] = self.plans[ids[0]].name
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Catalog:
+        """Build from the JSON document tools/generate_catalog.py writes."""
+        skus = [
+            SkuEntry(
+                sku_id=str(s["skuId"]).lower(),
+                part_number=str(s["partNumber"]),
+                product_name=str(s["productName"]),
+                plan_ids=tuple(str(p).lower() for p in s["planIds"]),
+            )
+            for s in document["skus"]
+        ]
+        plans = [
+            PlanEntry(plan_id=str(p["id"]).lower(), name=str(p["name"]), friendly_name=str(p["friendlyName"]))
+            for p in document["plans"]
+        ]
+        aliases = {
+            str(p["id"]).lower(): tuple(str(a) for a in p["aliases"])
+            for p in document["plans"]
+            if p.get("aliases")
+        }
+        return cls(
+            skus,
+            plans,
+            plan_aliases=aliases,
+            preferred_sku_ids={
+                str(k): str(v).lower() for k, v in document.get("preferredSkuIds", {}).items()
+            },
+            preferred_plan_ids={
+                str(k): str(v).lower() for k, v in document.get("preferredPlanIds", {}).items()
+            },
+        )
+
+    # --- lookups -------------------------------------------------------------------------------
+
     def sku(self, name_or_id: str) -> SkuEntry | None:
-        raise NotImplementedError
+        """A SKU by skuPartNumber or skuId."""
+        text = name_or_id.strip()
+        if is_guid(text):
+            return self.skus.get(text.lower())
+        sku_id = self._sku_by_name.get(name_key(text))
+        return self.skus[sku_id] if sku_id else None
 
     def plan(self, name_or_id: str) -> PlanEntry | None:
-        raise NotImplementedError
+        """A service plan by servicePlanName (or a known misspelling of it in Microsoft's table) or
+        servicePlanId. A name that Microsoft's table uses for several ids gives the id it is
+        usually used for; use plan_in_sku to resolve a name inside a given SKU."""
+        ids = self.plan_ids(name_or_id)
+        return self.plans[ids[0]] if ids else None
+
+    def plan_ids(self, name_or_id: str) -> tuple[str, ...]:
+        """Every known plan id a name (or GUID) stands for, the one plan() gives first."""
+        text = name_or_id.strip()
+        if is_guid(text):
+            return (text.lower(),) if text.lower() in self.plans else ()
+        return tuple(self._plan_ids_by_name.get(name_key(text), ()))
+
+    def plan_in_sku(self, sku: SkuEntry, name_or_id: str) -> PlanEntry | None:
+        """The plan of `sku` that `name_or_id` names, or None when the SKU has no such plan."""
+        text = name_or_id.strip()
+        if is_guid(text):
+            plan_id = text.lower()
+            return self.plans.get(plan_id) if plan_id in sku.plan_ids else None
+        key = name_key(text)
+        for plan_id in sku.plan_ids:
+            if any(name_key(s) == key for s in self._plan_spellings.get(plan_id, ())):
+                return self.plans[plan_id]
+        return None
+
+    def sku_plans(self, sku: SkuEntry) -> tuple[PlanEntry, ...]:
+        """The plans of a SKU, in Microsoft's table order."""
+        return tuple(self.plans[p] for p in sku.plan_ids if p in self.plans)
+
+    def plan_spellings(self, plan_id: str) -> tuple[str, ...]:
+        """The plan's name and the other spellings Microsoft's table uses for it."""
+        return self._plan_spellings.get(plan_id.lower(), ())
+
+    # --- suggestions ---------------------------------------------------------------------------
 
     def suggest_sku(self, text: str) -> str | None:
-        raise NotImplementedError
+        """The part number closest to `text` (a misspelt part number or a product name), or None."""
+        return _closest(text, self._sku_suggestions)
 
     def suggest_plan(self, text: str, sku: SkuEntry | None = None) -> str | None:
-        raise NotImplementedError
+        """The plan name closest to `text`; among `sku`'s plans first when a SKU is given."""
+        if sku is not None:
+            candidates: dict[str, str] = {}
+            for plan in self.sku_plans(sku):
+                candidates.setdefault(name_key(plan.friendly_name), plan.name)
+            for plan in self.sku_plans(sku):
+                for spelling in self._plan_spellings[plan.plan_id]:
+                    candidates[name_key(spelling)] = plan.name
+            found = _closest(text, candidates)
+            if found is not None:
+                return found
+        return _closest(text, self._plan_suggestions)
 
 
+def _pick(ids: Sequence[str], preferred: str | None) -> str:
+    return _ordered(ids, preferred)[0]
+
+
+def _ordered(ids: Sequence[str], preferred: str | None) -> tuple[str, ...]:
+    rest = sorted(i for i in ids if i != preferred)
+    return (preferred, *rest) if preferred is not None and preferred in ids else tuple(rest)
+
+
+def _read_data(name: str) -> str:
+    return (resources.files("reconciler") / "data" / name).read_text(encoding="utf-8")
+
+
+@functools.cache
 def load_catalog() -> Catalog:
-    raise NotImplementedError
+    """The bundled catalog (reconciler/data/catalog.json), loaded once per process."""
+    return Catalog.from_document(json.loads(_read_data("catalog.json")))
+
+
+# --- rule table ------------------------------------------------------------------------------------
+
+Path = tuple[str | int, ...]
+
+
+def _extra_index(extra_plans: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for name, plan_id in extra_plans:
+        ids = index.setdefault(name_key(name), [])
+        if plan_id.lower() not in ids:
+            ids.append(plan_id.lower())
+    return index
 
 
 @dataclass(frozen=True)
 class RuleTable:
     rules: tuple[Rule, ...]
+    # plans that give the user an Exchange Online mailbox (so a duplicate proxy address matters)
+    mailbox_plans: tuple[str, ...] = ()
 
-    def extend(self, policy_catalog: Mapping[str, Any], source: str) -> RuleTable:
-        """Add the rules of a policy's (or a seed's) `catalog` section."""
-        raise NotImplementedError
+    def extend(
+        self,
+        policy_catalog: Mapping[str, Any],
+        source: str,
+        *,
+        extra_plans: Sequence[tuple[str, str]] = (),
+    ) -> RuleTable:
+        """Add the rules of a policy's (or a seed's) `catalog` section.
+
+        Plans may be named or given by id; names must be in the bundled catalog or among
+        `extra_plans` ((name, id) pairs of plans a tenant has that the catalog lacks). Raises
+        ValueError naming every unknown plan, bad country code or malformed entry.
+
+        How extensions combine with the table: mutually exclusive pairs and prohibited
+        locations add up; a `requires` entry for a plan replaces the any-of list of earlier
+        entries for the same plan (so a policy can widen a bundled dependency).
+        """
+        problems = self.problems(policy_catalog, extra_plans=extra_plans)
+        if problems:
+            raise ValueError(
+                "; ".join(f"catalog{_render_path(path)}: {message}" for path, message in problems)
+            )
+        if not policy_catalog:
+            return self
+        added: list[Rule] = []
+        for pair in policy_catalog.get(MUTUALLY_EXCLUSIVE) or ():
+            added.append(Rule(MUTUALLY_EXCLUSIVE, pair[0].strip(), (pair[1].strip(),), source))
+        for plan, any_of in (policy_catalog.get(REQUIRES) or {}).items():
+            added.append(Rule(REQUIRES, plan.strip(), tuple(p.strip() for p in any_of), source))
+        for plan, codes in (policy_catalog.get(PROHIBITED_LOCATIONS) or {}).items():
+            added.append(Rule(PROHIBITED_LOCATIONS, plan.strip(), tuple(codes), source))
+        mailbox = tuple(p.strip() for p in policy_catalog.get(MAILBOX_PLANS) or ())
+        return RuleTable(
+            rules=(*self.rules, *added),
+            mailbox_plans=tuple(dict.fromkeys((*self.mailbox_plans, *mailbox))),
+        )
+
+    def problems(
+        self,
+        policy_catalog: Mapping[str, Any] | None,
+        *,
+        extra_plans: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[Path, str]]:
+        """Every problem in a `catalog` section, without raising: (path inside the section, message).
+
+        The path is in JSON-pointer steps, e.g. ("requires", "SHAREPOINT_PROJECT", 0), so a
+        validator can point at the YAML node."""
+        if policy_catalog is None:
+            return []
+        if not isinstance(policy_catalog, Mapping):
+            return [((), "must be a mapping with mutuallyExclusive, requires and/or prohibitedLocations")]
+        catalog = load_catalog()
+        extra = _extra_index(extra_plans)
+        found: list[tuple[Path, str]] = []
+
+        def check_plan(path: Path, value: Any) -> None:
+            if not isinstance(value, str) or not value.strip():
+                found.append((path, "must be a service plan name or id"))
+            elif not is_guid(value.strip()) and not catalog.plan_ids(value) and name_key(value) not in extra:
+                hint = catalog.suggest_plan(value)
+                found.append(
+                    (path, f"unknown service plan {value!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                )
+
+        for key in policy_catalog:
+            if key not in (*RULE_KINDS, MAILBOX_PLANS):
+                found.append(((str(key),), f"unknown key {key!r}; expected one of {', '.join(RULE_KINDS)}"))
+
+        pairs = policy_catalog.get(MUTUALLY_EXCLUSIVE)
+        if pairs is not None:
+            if not isinstance(pairs, list):
+                found.append(((MUTUALLY_EXCLUSIVE,), "must be a list of [planA, planB] pairs"))
+            else:
+                for i, pair in enumerate(pairs):
+                    path: Path = (MUTUALLY_EXCLUSIVE, i)
+                    if not isinstance(pair, list) or len(pair) != 2:
+                        found.append((path, "must be a pair of two service plans, e.g. [PLAN_A, PLAN_B]"))
+                        continue
+                    check_plan((*path, 0), pair[0])
+                    check_plan((*path, 1), pair[1])
+                    if (
+                        isinstance(pair[0], str)
+                        and isinstance(pair[1], str)
+                        and _same(catalog, pair[0], pair[1])
+                    ):
+                        found.append((path, f"a plan cannot exclude itself ({pair[0]!r})"))
+
+        requires = policy_catalog.get(REQUIRES)
+        if requires is not None:
+            if not isinstance(requires, Mapping):
+                found.append(
+                    ((REQUIRES,), "must map a service plan to the list of plans it requires (any one of)")
+                )
+            else:
+                for plan, any_of in requires.items():
+                    path = (REQUIRES, str(plan))
+                    check_plan(path, plan)
+                    if not isinstance(any_of, list) or not any_of:
+                        found.append(
+                            (path, "must be a non-empty list of service plans (any one of them suffices)")
+                        )
+                        continue
+                    for i, other in enumerate(any_of):
+                        check_plan((*path, i), other)
+                        if isinstance(plan, str) and isinstance(other, str) and _same(catalog, plan, other):
+                            found.append(((*path, i), f"a plan cannot require itself ({other!r})"))
+
+        locations = policy_catalog.get(PROHIBITED_LOCATIONS)
+        if locations is not None:
+            if not isinstance(locations, Mapping):
+                found.append(((PROHIBITED_LOCATIONS,), "must map a service plan to a list of country codes"))
+            else:
+                for plan, codes in locations.items():
+                    path = (PROHIBITED_LOCATIONS, str(plan))
+                    check_plan(path, plan)
+                    if not isinstance(codes, list) or not codes:
+                        found.append((path, "must be a non-empty list of ISO 3166-1 alpha-2 country codes"))
+                        continue
+                    for i, code in enumerate(codes):
+                        if not is_country(code):
+                            hint = (
+                                f" (did you mean {code.upper()!r}?)"
+                                if isinstance(code, str) and is_country(code.upper())
+                                else ""
+                            )
+                            found.append(
+                                ((*path, i), f"{code!r} is not an ISO 3166-1 alpha-2 country code{hint}")
+                            )
+
+        mailbox = policy_catalog.get(MAILBOX_PLANS)
+        if mailbox is not None:
+            if not isinstance(mailbox, list):
+                found.append(((MAILBOX_PLANS,), "must be a list of service plans"))
+            else:
+                for i, plan in enumerate(mailbox):
+                    check_plan((MAILBOX_PLANS, i), plan)
+        return found
+
+    def unknown_plans(
+        self, policy_catalog: Mapping[str, Any] | None, *, extra_plans: Sequence[tuple[str, str]] = ()
+    ) -> list[str]:
+        """The plan names in a `catalog` section that neither the catalog nor `extra_plans` knows."""
+        catalog = load_catalog()
+        extra = _extra_index(extra_plans)
+        names: list[str] = []
+        for value in _plan_values(policy_catalog):
+            if not is_guid(value.strip()) and not catalog.plan_ids(value) and name_key(value) not in extra:
+                names.append(value)
+        return list(dict.fromkeys(names))
 
     def to_rules(self, catalog: Catalog, extra_plans: Sequence[tuple[str, str]] = ()) -> Rules:
-        """Resolve to plan ids for reconciler.licensing (only enabled rules)."""
-        raise NotImplementedError
+        """Resolve to plan ids for reconciler.licensing (only enabled rules).
+
+        A name stands for every id the catalog and `extra_plans` give it (Microsoft's table uses
+        a few names for two ids). Raises ValueError for a name neither knows."""
+        extra = _extra_index(extra_plans)
+
+        def ids(name: str) -> tuple[str, ...]:
+            text = name.strip()
+            if is_guid(text):
+                return (text.lower(),)
+            found = tuple(dict.fromkeys((*catalog.plan_ids(text), *extra.get(name_key(text), ()))))
+            if not found:
+                hint = catalog.suggest_plan(text)
+                raise ValueError(
+                    f"unknown service plan {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
+            return found
+
+        exclusive: set[frozenset[str]] = set()
+        requires: dict[str, frozenset[str]] = {}
+        prohibited: dict[str, set[str]] = {}
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            if rule.kind == MUTUALLY_EXCLUSIVE:
+                for a in ids(rule.plan):
+                    for other in rule.others:
+                        exclusive.update(frozenset((a, b)) for b in ids(other) if b != a)
+            elif rule.kind == REQUIRES:
+                any_of = frozenset(i for other in rule.others for i in ids(other))
+                for a in ids(rule.plan):
+                    requires[a] = any_of - {a}
+            elif rule.kind == PROHIBITED_LOCATIONS:
+                for a in ids(rule.plan):
+                    prohibited.setdefault(a, set()).update(code.upper() for code in rule.others)
+            else:
+                raise ValueError(f"unknown rule kind {rule.kind!r}")
+        return Rules(
+            mutually_exclusive=frozenset(exclusive),
+            requires=MappingProxyType(dict(sorted(requires.items()))),
+            prohibited_locations=MappingProxyType({k: frozenset(v) for k, v in sorted(prohibited.items())}),
+            mailbox_plans=frozenset(i for name in self.mailbox_plans for i in ids(name)),
+        )
 
 
+def _same(catalog: Catalog, a: str, b: str) -> bool:
+    if name_key(a) == name_key(b):
+        return True
+    ids_a, ids_b = set(catalog.plan_ids(a)), set(catalog.plan_ids(b))
+    return bool(ids_a & ids_b)
+
+
+def _render_path(path: Path) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
+
+
+def _plan_values(policy_catalog: Mapping[str, Any] | None) -> list[str]:
+    """Every plan name or id mentioned in a `catalog` section, in order; malformed parts skipped."""
+    if not isinstance(policy_catalog, Mapping):
+        return []
+    values: list[Any] = []
+    pairs = policy_catalog.get(MUTUALLY_EXCLUSIVE)
+    if isinstance(pairs, list):
+        for pair in pairs:
+            if isinstance(pair, list):
+                values.extend(pair)
+    requires = policy_catalog.get(REQUIRES)
+    if isinstance(requires, Mapping):
+        for plan, any_of in requires.items():
+            values.append(plan)
+            if isinstance(any_of, list):
+                values.extend(any_of)
+    locations = policy_catalog.get(PROHIBITED_LOCATIONS)
+    if isinstance(locations, Mapping):
+        values.extend(locations)
+    mailbox = policy_catalog.get(MAILBOX_PLANS)
+    if isinstance(mailbox, list):
+        values.extend(mailbox)
+    return [v for v in values if isinstance(v, str) and v.strip()]
+
+
+def _bundled_entries(document: Any) -> RuleTable:
+    """Parse reconciler/data/rules.yaml (entries carry `source` and optional `enabled`)."""
+    if not isinstance(document, Mapping):
+        raise ValueError("rules.yaml: expected a mapping")
+    rules: list[Rule] = []
+
+    def meta(entry: Any, where: str) -> tuple[str, bool]:
+        if (
+            not isinstance(entry, Mapping)
+            or not isinstance(entry.get("source"), str)
+            or not entry["source"].strip()
+        ):
+            raise ValueError(f"rules.yaml: {where}: every rule needs a `source`")
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"rules.yaml: {where}: `enabled` must be true or false")
+        return " ".join(entry["source"].split()), enabled
+
+    for i, entry in enumerate(document.get(MUTUALLY_EXCLUSIVE) or ()):
+        source, enabled = meta(entry, f"{MUTUALLY_EXCLUSIVE}[{i}]")
+        pair = entry.get("plans")
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+            raise ValueError(f"rules.yaml: {MUTUALLY_EXCLUSIVE}[{i}]: `plans` must be a pair of plan names")
+        rules.append(Rule(MUTUALLY_EXCLUSIVE, pair[0], (pair[1],), source, enabled))
+    for plan, entry in (document.get(REQUIRES) or {}).items():
+        source, enabled = meta(entry, f"{REQUIRES}.{plan}")
+        any_of = entry.get("anyOf")
+        if not isinstance(any_of, list) or not any_of or not all(isinstance(p, str) for p in any_of):
+            raise ValueError(f"rules.yaml: {REQUIRES}.{plan}: `anyOf` must be a list of plan names")
+        rules.append(Rule(REQUIRES, str(plan), tuple(any_of), source, enabled))
+    for plan, entry in (document.get(PROHIBITED_LOCATIONS) or {}).items():
+        source, enabled = meta(entry, f"{PROHIBITED_LOCATIONS}.{plan}")
+        codes = entry.get("locations")
+        if not isinstance(codes, list) or not codes or not all(is_country(c) for c in codes):
+            raise ValueError(
+                f"rules.yaml: {PROHIBITED_LOCATIONS}.{plan}: `locations` must be ISO 3166-1 alpha-2 codes"
+            )
+        rules.append(Rule(PROHIBITED_LOCATIONS, str(plan), tuple(codes), source, enabled))
+    mailbox = document.get(MAILBOX_PLANS) or {}
+    meta(mailbox, MAILBOX_PLANS)
+    plans = mailbox.get("plans")
+    if not isinstance(plans, list) or not all(isinstance(p, str) for p in plans):
+        raise ValueError(f"rules.yaml: {MAILBOX_PLANS}: `plans` must be a list of plan names")
+    return RuleTable(rules=tuple(rules), mailbox_plans=tuple(plans))
+
+
+@functools.cache
 def bundled_rules() -> RuleTable:
-    raise NotImplementedError
+    """The rule table shipped with reconciler (reconciler/data/rules.yaml)."""
+    return _bundled_entries(yaml.safe_load(_read_data("rules.yaml")))
