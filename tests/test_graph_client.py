@@ -284,7 +284,7 @@ def test_401_says_to_check_the_credentials() -> None:
 
 def test_404_names_the_object() -> None:
     client, _ = make_client(lambda r: graph_error(404, "Request_ResourceNotFound"))
-    with pytest.raises(NotFoundError, match="user 'ann@contoso.com'"):
+    with pytest.raises(NotFoundError, match=r"user 'ann@contoso\.com'"):
         client.get("/users/ann@contoso.com", select=["id"])
 
 
@@ -366,7 +366,7 @@ def test_batch_item_503_without_retry_after_backs_off() -> None:
     def answer(item: dict[str, Any], call_no: int) -> dict[str, Any]:
         return {"status": 503 if call_no < 3 else 200, "body": {}}
 
-    handler, calls = batch_handler(answer)
+    handler, _ = batch_handler(answer)
     client, sleeps = make_client(handler)
     assert [r.status for r in client.batch([BatchRequest("a", "GET", "/groups/g")])] == [200]
     assert sleeps.waits == [0.5, 1.0]
