@@ -320,37 +320,21 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         app_ids.setdefault(aid, i)
 
     # emulator rules: plans must be known (a plan of a subscribed SKU, the catalog, or a GUID)
-    rules = (doc.get("emulator") or {}).get("rules") or {}
+    rules = (doc.get("emulator") or {}).get("rules")
+    if rules:
+        from reconciler.catalog import RuleTable
 
-    def check_plan(ref: str, path: str) -> None:
-        if _GUID.match(ref) or _low(ref) in plan_names or _catalog_knows_plan(ref):
-            return
-        out.append((path, f"unknown service plan {ref!r}: give a plan name of a subscribed SKU, a catalog plan name, or a plan id"))
-
-    for i, pair in enumerate(rules.get("mutuallyExclusive") or ()):
-        for k, ref in enumerate(pair):
-            check_plan(ref, f"$.emulator.rules.mutuallyExclusive[{i}][{k}]")
-        if len(pair) == 2 and _low(pair[0]) == _low(pair[1]):
-            out.append((f"$.emulator.rules.mutuallyExclusive[{i}]", "a plan cannot exclude itself"))
-    for plan, anyof in (rules.get("requires") or {}).items():
-        check_plan(plan, _json_path(["emulator", "rules", "requires", plan]))
-        for k, ref in enumerate(anyof):
-            check_plan(ref, _json_path(["emulator", "rules", "requires", plan, k]))
-    for plan, codes in (rules.get("prohibitedLocations") or {}).items():
-        check_plan(plan, _json_path(["emulator", "rules", "prohibitedLocations", plan]))
-        for k, code in enumerate(codes):
-            if not is_country(code):
-                out.append((_json_path(["emulator", "rules", "prohibitedLocations", plan, k]), f"{code!r} is not an ISO 3166-1 alpha-2 country code"))
+        extra = _tenant_plans(doc)
+        for path, message in RuleTable(()).problems(rules, extra_plans=extra):
+            out.append((_json_path(["emulator", "rules", *path]), message))
     return out
 
 
-def _catalog_knows_plan(ref: str) -> bool:
-    try:
-        from reconciler.catalog import load_catalog
-
-        return load_catalog().plan(ref) is not None
-    except NotImplementedError:
-        return False
+def _tenant_plans(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, id) of every service plan of the tenant's subscribed SKUs."""
+    return sorted(
+        {(str(p["servicePlanName"]), _low(p["servicePlanId"])) for s in doc["subscribedSkus"] for p in s["servicePlans"]}
+    )
 
 
 # --------------------------------------------------------------------------- normalising
@@ -452,6 +436,8 @@ def normalise_seed(doc: Mapping[str, Any]) -> dict[str, Any]:
                 (_low(k) if _GUID.match(k) else k): list(v) for k, v in (rules.get("prohibitedLocations") or {}).items()
             },
         }
+        if rules.get("mailboxPlans"):
+            emulator["rules"]["mailboxPlans"] = [_low(p) if _GUID.match(p) else p for p in rules["mailboxPlans"]]
     out.update(
         organization=org,
         subscribedSkus=skus,
@@ -556,13 +542,20 @@ def licensing_input_from_seed(seed: Mapping[str, Any], rules: Rules) -> Licensin
 
 
 def seed_rules(seed: Mapping[str, Any]) -> Rules:
-    """The rules Entra enforces in this tenant: the seed's `emulator.rules`, else the bundled table."""
+    """The rules Entra enforces in this tenant: the seed's `emulator.rules` when present (the whole
+    table; only the mailbox plans come from the bundled table unless the seed lists its own),
+    else the bundled table."""
     from reconciler.catalog import RuleTable, bundled_rules, load_catalog
 
-    catalog = load_catalog()
+    bundled = bundled_rules()
     raw = (seed.get("emulator") or {}).get("rules")
-    table = RuleTable(()).extend(raw, "seed emulator.rules") if raw is not None else bundled_rules()
-    extra = sorted(
-        {(str(p["servicePlanName"]), _low(p["servicePlanId"])) for s in seed["subscribedSkus"] for p in s["servicePlans"]}
-    )
-    return table.to_rules(catalog, extra_plans=extra)
+    extra = _tenant_plans(seed)
+    if raw is None:
+        table = bundled
+    else:
+        base = RuleTable((), () if raw.get("mailboxPlans") else bundled.mailbox_plans)
+        try:
+            table = base.extend(raw, "seed emulator.rules", extra_plans=extra)
+        except ValueError as exc:
+            raise SeedError(f"emulator.rules: {exc}") from None
+    return table.to_rules(load_catalog(), extra_plans=extra)
