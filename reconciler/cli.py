@@ -46,6 +46,60 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _printable(text: str, stream: object) -> str:
+    """`text` with control characters escaped and unencodable ones backslash-replaced (file content is hostile)."""
+    cleaned = "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return cleaned.encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
+@app.command("validate")
+def validate_command(
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Policy files or directories (merged)."),
+) -> None:
+    """Check a policy offline: YAML, schema, SKU and plan names, duplicates and contradictions.
+
+    Prints every problem as path:line:column: message on stderr. Exit 0 valid, 3 invalid,
+    64 when a path does not exist.
+    """
+    from reconciler.errors import EXIT_INVALID
+    from reconciler.policy import validate_paths
+
+    policy, problems = validate_paths(paths)
+    if policy is None:
+        for problem in problems:
+            sys.stderr.write(_printable(str(problem), sys.stderr) + "\n")
+        files = len({p.path for p in problems})
+        sys.stderr.write(
+            f"invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''} "
+            f"in {files} file{'s' if files != 1 else ''}\n"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    licenses = sum(len(g.licenses or ()) for g in policy.groups)
+    sys.stdout.write(
+        f"valid: {len(policy.files)} file{'s' if len(policy.files) != 1 else ''}, "
+        f"{len(policy.groups)} group{'s' if len(policy.groups) != 1 else ''}, "
+        f"{licenses} license{'s' if licenses != 1 else ''}\n"
+    )
+
+
+@app.command("schema")
+def schema_command(
+    kind: str = typer.Option("policy", "--kind", help="Which schema: policy, plan or tenant."),
+) -> None:
+    """Print a JSON schema (2020-12) to stdout, e.g. for editors and CI."""
+    from reconciler.errors import UsageError
+    from reconciler.policy.schemas import KINDS, SchemaNotFound, schema_bytes
+
+    if kind not in KINDS:
+        raise UsageError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    try:
+        text = schema_bytes(kind).decode("utf-8")
+    except (SchemaNotFound, OSError, UnicodeDecodeError) as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:

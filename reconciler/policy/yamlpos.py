@@ -70,6 +70,7 @@ class YNode:
     key_line: int = 0
     key_column: int = 0
     size: int = 1
+    path: str = ""  # the file the node was read from
 
     def to_plain(self) -> Any:
         """The document as plain Python data (dict/list/scalars), iteratively."""
@@ -357,7 +358,7 @@ def _build(events: Iterator[Any], path: str, problem: Any) -> YNode | None:
                 value = event.value
             total += 1
             plain = bool(not event.style and event.implicit[0])
-            attach(YNode(value, line, column, text=event.value, plain=plain), event.anchor)
+            attach(YNode(value, line, column, text=event.value, plain=plain, path=path), event.anchor)
             continue
         if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             is_map = isinstance(event, yaml.MappingStartEvent)
@@ -367,7 +368,7 @@ def _build(events: Iterator[Any], path: str, problem: Any) -> YNode | None:
                 problem(line, column, f"document nested deeper than {MAX_DEPTH} levels")
                 raise _Stop
             total += 1
-            stack.append(_Frame(YNode({} if is_map else [], line, column), event.anchor))
+            stack.append(_Frame(YNode({} if is_map else [], line, column, path=path), event.anchor))
             continue
         if isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
             frame = stack.pop()
