@@ -85,7 +85,9 @@ class GraphAuthError(Exception):
     The Graph app renders it in Graph's error envelope with `code` and `message`, adding `headers`.
     """
 
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -117,7 +119,9 @@ class EntraError(Exception):
     def body(self, *, correlation_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         trace_id = str(uuid.uuid4())
         correlation = correlation_id or str(uuid.uuid4())
-        stamp = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        stamp = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%SZ"
+        )
         return {
             "error": self.error,
             "error_description": (
@@ -235,7 +239,11 @@ class TokenService:
         self._clock = clock
         self._apps: dict[str, Application] = {}
         for i, raw in enumerate(applications):
-            app = raw if isinstance(raw, Application) else Application.from_seed(raw, path=f"$.applications[{i}]")
+            app = (
+                raw
+                if isinstance(raw, Application)
+                else Application.from_seed(raw, path=f"$.applications[{i}]")
+            )
             self._apps[app.app_id] = app
         self.token_issuer = f"https://sts.windows.net/{self.tenant_id}/"
 
@@ -468,13 +476,21 @@ class TokenService:
                     assertion,
                     cand.cert.public_key(),  # type: ignore[arg-type]
                     algorithms=[str(alg)],
-                    options={"verify_signature": True, "verify_exp": False, "verify_nbf": False,
-                             "verify_iat": False, "verify_aud": False, "verify_iss": False},
+                    options={
+                        "verify_signature": True,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                        "verify_aud": False,
+                        "verify_iss": False,
+                    },
                 )
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError:
-                raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
+                raise EntraError(
+                    400, "invalid_request", 50027, "JWT token is invalid or malformed."
+                ) from None
             verified = True
             break
         if not verified:
@@ -485,7 +501,10 @@ class TokenService:
                 "Client assertion contains an invalid signature. [Reason - The provided signature value did "
                 f"not match the expected signature value., Thumbprint of key used by client: '{thumb_hex}']",
             )
-        if str(claims.get("iss", "")).lower() != app.app_id or str(claims.get("sub", "")).lower() != app.app_id:
+        if (
+            str(claims.get("iss", "")).lower() != app.app_id
+            or str(claims.get("sub", "")).lower() != app.app_id
+        ):
             raise EntraError(
                 401,
                 "invalid_client",
@@ -562,8 +581,13 @@ class TokenService:
                 token,
                 self._key,
                 algorithms=["HS256"],
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                         "verify_aud": False, "verify_iss": False},
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
             )
         except jwt.InvalidSignatureError:
             raise _invalid_token("Access token validation failure. Invalid signature.") from None
@@ -593,7 +617,11 @@ class TokenService:
         t = f"{base}/{self.tenant_id}"
         return {
             "token_endpoint": f"{t}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
             "jwks_uri": f"{t}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
@@ -609,9 +637,25 @@ class TokenService:
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{t}/oauth2/v2.0/logout",
             "claims_supported": [
-                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-                "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username",
-                "name", "tid", "ver", "at_hash", "c_hash", "email",
+                "sub",
+                "iss",
+                "cloud_instance_name",
+                "cloud_instance_host_name",
+                "cloud_graph_host_name",
+                "msgraph_host",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "acr",
+                "nonce",
+                "preferred_username",
+                "name",
+                "tid",
+                "ver",
+                "at_hash",
+                "c_hash",
+                "email",
             ],
             "kerberos_endpoint": f"{t}/kerberos",
             "tenant_region_scope": "EU",
@@ -625,7 +669,9 @@ class TokenService:
         """Starlette routes: token endpoint, discovery document, (empty) signing keys."""
         return [
             Route("/{tenant}/oauth2/v2.0/token", self._token_endpoint, methods=["POST"]),
-            Route("/{tenant}/v2.0/.well-known/openid-configuration", self._discovery_endpoint, methods=["GET"]),
+            Route(
+                "/{tenant}/v2.0/.well-known/openid-configuration", self._discovery_endpoint, methods=["GET"]
+            ),
             Route("/{tenant}/discovery/v2.0/keys", self._keys_endpoint, methods=["GET"]),
         ]
 
@@ -655,7 +701,9 @@ class TokenService:
                 "happen if there are no active subscriptions for the tenant.",
             )
             return _entra_response(exc, correlation, self._clock())
-        return JSONResponse(self.discovery_document(_request_base(request)), headers=_entra_headers(correlation))
+        return JSONResponse(
+            self.discovery_document(_request_base(request)), headers=_entra_headers(correlation)
+        )
 
     async def _keys_endpoint(self, request: Request) -> Response:
         if not self.is_tenant(request.path_params["tenant"]):
@@ -693,43 +741,96 @@ _RW_DIR = "Directory.ReadWrite.All"
 _R_DIR = "Directory.Read.All"
 
 OPERATION_PERMISSIONS: dict[str, frozenset[str]] = {
-    Operation.ORGANIZATION_READ: frozenset({"Organization.Read.All", _R_DIR, "Organization.ReadWrite.All", _RW_DIR}),
+    Operation.ORGANIZATION_READ: frozenset(
+        {"Organization.Read.All", _R_DIR, "Organization.ReadWrite.All", _RW_DIR}
+    ),
     Operation.SUBSCRIBED_SKUS_READ: frozenset(
-        {"LicenseAssignment.Read.All", _R_DIR, "Organization.Read.All", "Organization.ReadWrite.All",
-         "LicenseAssignment.ReadWrite.All", _RW_DIR}
+        {
+            "LicenseAssignment.Read.All",
+            _R_DIR,
+            "Organization.Read.All",
+            "Organization.ReadWrite.All",
+            "LicenseAssignment.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.USERS_READ: frozenset({"User.Read.All", _R_DIR, "User.ReadWrite.All", _RW_DIR}),
     Operation.USERS_WRITE: frozenset({"User.ReadWrite.All", _RW_DIR}),
-    Operation.USERS_ASSIGN_LICENSE: frozenset({"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", _RW_DIR}),
+    Operation.USERS_ASSIGN_LICENSE: frozenset(
+        {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", _RW_DIR}
+    ),
     Operation.USERS_REPROCESS: frozenset({"User.ReadWrite.All", _RW_DIR}),
     Operation.USERS_LICENSE_DETAILS_READ: frozenset(
-        {"LicenseAssignment.Read.All", "User.Read.All", _R_DIR, "LicenseAssignment.ReadWrite.All",
-         "User.ReadWrite.All", _RW_DIR}
+        {
+            "LicenseAssignment.Read.All",
+            "User.Read.All",
+            _R_DIR,
+            "LicenseAssignment.ReadWrite.All",
+            "User.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.USERS_MEMBER_OF_READ: frozenset(
-        {"User.Read.All", "GroupMember.Read.All", "Group.Read.All", _R_DIR, "User.ReadWrite.All",
-         "GroupMember.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}
+        {
+            "User.Read.All",
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            _R_DIR,
+            "User.ReadWrite.All",
+            "GroupMember.ReadWrite.All",
+            "Group.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.GROUPS_READ: frozenset(
-        {"GroupMember.Read.All", "Group.Read.All", _R_DIR, "GroupMember.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}
+        {
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            _R_DIR,
+            "GroupMember.ReadWrite.All",
+            "Group.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.GROUPS_CREATE: frozenset({"Group.Create", "Group.ReadWrite.All", _RW_DIR}),
     Operation.GROUPS_WRITE: frozenset({"Group.ReadWrite.All", _RW_DIR}),
     Operation.GROUPS_MEMBERS_READ: frozenset(
-        {"GroupMember.Read.All", "Group.Read.All", _R_DIR, "GroupMember.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}
+        {
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            _R_DIR,
+            "GroupMember.ReadWrite.All",
+            "Group.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.GROUPS_MEMBERS_WRITE: frozenset({"GroupMember.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}),
-    Operation.GROUPS_ASSIGN_LICENSE: frozenset({"LicenseAssignment.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}),
+    Operation.GROUPS_ASSIGN_LICENSE: frozenset(
+        {"LicenseAssignment.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}
+    ),
     Operation.GROUPS_LICENSE_ERRORS_READ: frozenset(
-        {"GroupMember.Read.All", "Group.Read.All", _R_DIR, "GroupMember.ReadWrite.All", "Group.ReadWrite.All", _RW_DIR}
+        {
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            _R_DIR,
+            "GroupMember.ReadWrite.All",
+            "Group.ReadWrite.All",
+            _RW_DIR,
+        }
     ),
     Operation.EMULATOR_CONTROL: frozenset(),  # any valid token
 }
 
 _IMPLIES: dict[str, frozenset[str]] = {
     _R_DIR: frozenset(
-        {"User.Read.All", "User.ReadBasic.All", "Group.Read.All", "GroupMember.Read.All", "Organization.Read.All",
-         "LicenseAssignment.Read.All"}
+        {
+            "User.Read.All",
+            "User.ReadBasic.All",
+            "Group.Read.All",
+            "GroupMember.Read.All",
+            "Organization.Read.All",
+            "LicenseAssignment.Read.All",
+        }
     ),
     "User.Read.All": frozenset({"User.ReadBasic.All"}),
     "Group.Read.All": frozenset({"GroupMember.Read.All"}),
@@ -759,7 +860,9 @@ def implied_permissions(held: Iterable[str]) -> frozenset[str]:
 
 
 _ALL_DIRECTORY: frozenset[str] = frozenset(
-    {p for perms in OPERATION_PERMISSIONS.values() for p in perms} | set(_IMPLIES) | {p for v in _IMPLIES.values() for p in v}
+    {p for perms in OPERATION_PERMISSIONS.values() for p in perms}
+    | set(_IMPLIES)
+    | {p for v in _IMPLIES.values() for p in v}
 )
 
 
@@ -783,7 +886,9 @@ def require_permission(principal: Principal, needed: str) -> None:
 
 
 def _missing(name: str) -> EntraError:
-    return EntraError(400, "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'.")
+    return EntraError(
+        400, "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'."
+    )
 
 
 def _invalid_token(message: str) -> GraphAuthError:

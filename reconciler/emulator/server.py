@@ -215,7 +215,9 @@ def serve(
 class RunningServer:
     """A server running in a background thread. `stop()` (or leaving the `with` block) shuts it down."""
 
-    def __init__(self, server: _Server, thread: threading.Thread, sock: socket.socket, info: ServerInfo) -> None:
+    def __init__(
+        self, server: _Server, thread: threading.Thread, sock: socket.socket, info: ServerInfo
+    ) -> None:
         self._server = server
         self._thread = thread
         self._sock = sock
@@ -323,6 +325,8 @@ def start_background(
         except OSError as exc:
             if time.monotonic() >= deadline:
                 running.stop(timeout=2.0)
-                raise ServerStartError(f"the emulator on {prepared.info.base_url} accepts no connection") from exc
+                raise ServerStartError(
+                    f"the emulator on {prepared.info.base_url} accepts no connection"
+                ) from exc
             time.sleep(0.02)
     return running

@@ -97,7 +97,9 @@ def prepare_tls(
     bundle = _key_pem(server_key) + server_cert.public_bytes(serialization.Encoding.PEM)
     server_path = state / SERVER_BUNDLE_NAME
     _write_atomic(server_path, bundle, mode=0o600)
-    return TlsMaterial(ca_cert_path=ca_cert_path, ca_out_path=out, server_bundle_path=server_path, hosts=all_hosts)
+    return TlsMaterial(
+        ca_cert_path=ca_cert_path, ca_out_path=out, server_bundle_path=server_path, hosts=all_hosts
+    )
 
 
 def load_or_create_ca(state_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
