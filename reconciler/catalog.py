@@ -556,4 +556,5 @@ def _bundled_entries(document: Any) -> RuleTable:
 @functools.cache
 def bundled_rules() -> RuleTable:
     """The rule table shipped with reconciler (reconciler/data/rules.yaml)."""
-    return _bundled_entries(yaml.safe_load(_read_data("rules.yaml")))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return _bundled_entries(yaml.load(_read_data("rules.yaml"), Loader=loader))  # CSafeLoader/SafeLoader only
