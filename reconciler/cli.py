@@ -100,6 +100,28 @@ def schema_command(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+@app.command("show")
+def show_command(
+    planfile: str = typer.Argument(..., metavar="PLANFILE", help="A plan file written by `plan --out`."),
+    fmt: str = typer.Option("text", "--format", help="Output format: text, markdown or json."),
+) -> None:
+    """Show a saved plan: text (Terraform style), markdown (pull-request comment) or json (the plan file).
+
+    Exit 0; 3 when the file is missing, corrupt or of an unsupported format_version; 64 for a bad flag.
+    """
+    import os
+
+    from reconciler.errors import UsageError
+    from reconciler.planfile import read_plan
+    from reconciler.render import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    plan = read_plan(planfile)
+    color = fmt == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(render(plan, fmt, color=color, hint=f"reconciler show {planfile}"))
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:

@@ -178,7 +178,7 @@ def _check(data: Any, source: str) -> dict[str, Any]:
 
         supported = ", ".join(str(v) for v in SUPPORTED_FORMAT_VERSIONS)
         raise PlanFileError(
-            f"{source}: plan file format_version {json.dumps(version)} is not supported by reconciler "
+            f"{source}: plan file format_version {_short(json.dumps(version), 40)} is not supported by reconciler "
             f"{__version__} (it reads format_version {supported}); make the plan again with this version"
         )
     errors = sorted(_schema_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -194,6 +194,8 @@ def _check(data: Any, source: str) -> dict[str, Any]:
 
 
 def _short(message: str, limit: int = 300) -> str:
+    """A message quoting file content: control characters escaped, at most `limit` characters."""
+    message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
@@ -276,7 +278,7 @@ def loads(text: str, source: str = "<plan>") -> Plan:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanFileError(
-            f"{source}:{exc.lineno}:{exc.colno}: not a reconciler plan file: invalid JSON ({exc.msg})"
+            f"{source}:{exc.lineno}:{exc.colno}: not a reconciler plan file: invalid JSON ({_short(exc.msg)})"
         ) from exc
     except RecursionError as exc:
         raise PlanFileError(f"{source}: not a reconciler plan file: JSON nested too deeply") from exc
