@@ -257,7 +257,7 @@ def load_catalog() -> Catalog:
 
 # --- rule table ------------------------------------------------------------------------------------
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 
 def _extra_index(extra_plans: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -317,7 +317,7 @@ class RuleTable:
         policy_catalog: Mapping[str, Any] | None,
         *,
         extra_plans: Sequence[tuple[str, str]] = (),
-    ) -> list[tuple[Path, str]]:
+    ) -> list[tuple[KeyPath, str]]:
         """Every problem in a `catalog` section, without raising: (path inside the section, message).
 
         The path is in JSON-pointer steps, e.g. ("requires", "SHAREPOINT_PROJECT", 0), so a
@@ -328,9 +328,9 @@ class RuleTable:
             return [((), "must be a mapping with mutuallyExclusive, requires and/or prohibitedLocations")]
         catalog = load_catalog()
         extra = _extra_index(extra_plans)
-        found: list[tuple[Path, str]] = []
+        found: list[tuple[KeyPath, str]] = []
 
-        def check_plan(path: Path, value: Any) -> None:
+        def check_plan(path: KeyPath, value: Any) -> None:
             if not isinstance(value, str) or not value.strip():
                 found.append((path, "must be a service plan name or id"))
             elif not is_guid(value.strip()) and not catalog.plan_ids(value) and name_key(value) not in extra:
@@ -349,7 +349,7 @@ class RuleTable:
                 found.append(((MUTUALLY_EXCLUSIVE,), "must be a list of [planA, planB] pairs"))
             else:
                 for i, pair in enumerate(pairs):
-                    path: Path = (MUTUALLY_EXCLUSIVE, i)
+                    path: KeyPath = (MUTUALLY_EXCLUSIVE, i)
                     if not isinstance(pair, list) or len(pair) != 2:
                         found.append((path, "must be a pair of two service plans, e.g. [PLAN_A, PLAN_B]"))
                         continue
@@ -478,7 +478,7 @@ def _same(catalog: Catalog, a: str, b: str) -> bool:
     return bool(ids_a & ids_b)
 
 
-def _render_path(path: Path) -> str:
+def _render_path(path: KeyPath) -> str:
     return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
 
 
