@@ -8,6 +8,7 @@ the catalog does not know is an error, with the closest known name as a suggesti
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -164,6 +165,7 @@ class _Checker:
             return frozenset(ids)
         return frozenset({name_or_id.strip().lower()}) if is_guid(name_or_id.strip()) else frozenset()
 
+    @functools.cached_property
     def _exclusive_pairs(self) -> list[tuple[frozenset[str], frozenset[str], str]]:
         """(plan ids, plan ids, source) of every enabled mutually-exclusive rule."""
         pairs: list[tuple[frozenset[str], frozenset[str], str]] = []
@@ -173,7 +175,13 @@ class _Checker:
             for other in rule.others:
                 pairs.append((self._plan_ids(rule.plan), self._plan_ids(other), "the bundled rule table"))
         for left, right in self.policy.catalog.mutually_exclusive:
-            pairs.append((self._plan_ids(left.value), self._plan_ids(right.value), f"catalog.mutuallyExclusive at {left.loc}"))
+            pairs.append(
+                (
+                    self._plan_ids(left.value),
+                    self._plan_ids(right.value),
+                    f"catalog.mutuallyExclusive at {left.loc}",
+                )
+            )
         return pairs
 
     def _plan_label(self, plan_id: str) -> str:
@@ -188,7 +196,7 @@ class _Checker:
             for plan_id in self._enabled(lic):
                 by_plan.setdefault(plan_id, []).append(lic)
         reported: set[frozenset[str]] = set()
-        for ids_a, ids_b, source in self._exclusive_pairs():
+        for ids_a, ids_b, source in self._exclusive_pairs:
             a = next((i for i in sorted(ids_a) if i in by_plan), None)
             b = next((i for i in sorted(ids_b) if i in by_plan), None)
             if a is None or b is None:

@@ -24,7 +24,7 @@ from reconciler.policy.build import build_policy
 from reconciler.policy.checks import check_policy
 from reconciler.policy.model import Policy
 from reconciler.policy.schema_check import check_schema, dotted
-from reconciler.policy.yamlpos import YamlError, YNode, parse
+from reconciler.policy.yamlpos import YNode, parse
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -148,16 +148,16 @@ def read_policy_file(pf: PolicyFile) -> tuple[YNode | None, list[Problem]]:
     if text is None:
         return None, problems
     try:
-        root = parse(text, pf.display)
-    except YamlError as exc:
-        return None, exc.problems
+        root, problems = parse(text, pf.display)
     except RecursionError:  # pragma: no cover - the reader is iterative; belt and braces
         return None, [Problem(pf.display, 1, 1, "document nested too deeply")]
     if root is None:
-        return None, [
-            Problem(pf.display, 1, 1, "empty file: a policy file starts with apiVersion: reconciler/v1")
-        ]
-    return root, check_schema(root, pf.display)
+        if not problems:
+            problems = [
+                Problem(pf.display, 1, 1, "empty file: a policy file starts with apiVersion: reconciler/v1")
+            ]
+        return None, problems
+    return root, problems + check_schema(root, pf.display)
 
 
 def merge_trees(trees: Iterable[YNode]) -> tuple[YNode | None, list[Problem]]:

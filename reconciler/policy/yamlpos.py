@@ -124,14 +124,6 @@ def _to_plain(root: YNode) -> Any:
     return out
 
 
-class YamlError(Exception):
-    """The file is not a usable YAML document; `problems` says why and where."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
-
-
 @dataclass(eq=False)
 class _Frame:
     node: YNode
@@ -173,11 +165,13 @@ def _scalar_value(tag: str, text: str, start: Any, end: Any) -> Any:
     return _SCALAR_BUILDERS[tag](yaml.ScalarNode(tag, text, start, end))
 
 
-def parse(text: str, path: str) -> YNode | None:
-    """Parse one YAML document; None for an empty document (only comments or nothing).
+def parse(text: str, path: str) -> tuple[YNode | None, list[Problem]]:
+    """Parse one YAML document: (tree, problems); never raises for bad input.
 
-    Raises YamlError with every problem found (duplicate keys are collected, syntax
-    errors stop the parse).
+    The tree is None for an empty document (nothing or only comments) and when a fatal
+    problem (a syntax error, too deep, too large, a second document) stopped the parse.
+    Other problems (duplicate keys, unsupported tags) are collected and the tree is
+    still returned without the offending entries, so later checks can report more.
     """
     problems: list[Problem] = []
 
@@ -192,7 +186,7 @@ def parse(text: str, path: str) -> YNode | None:
         what = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
         problems.append(Problem(path, line, column, f"YAML syntax error: {what}{context}"))
-        raise YamlError(problems) from None
+        return None, problems
     except yaml.reader.ReaderError as exc:
         line, column = _offset_position(text, int(exc.position))
         char = exc.character
@@ -205,15 +199,13 @@ def parse(text: str, path: str) -> YNode | None:
                 f"character {code} is not allowed in YAML ({exc.reason}); is this a text file?",
             )
         )
-        raise YamlError(problems) from None
+        return None, problems
     except yaml.YAMLError as exc:
         problems.append(Problem(path, 1, 1, f"YAML error: {exc}"))
-        raise YamlError(problems) from None
+        return None, problems
     except _Stop:
-        raise YamlError(problems) from None
-    if problems:
-        raise YamlError(problems)
-    return root
+        return None, problems
+    return root, problems
 
 
 def _offset_position(text: str, offset: int) -> tuple[int, int]:
