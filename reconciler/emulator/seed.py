@@ -20,7 +20,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from reconciler.licensing import (
     SkuCapacity,
 )
 
-SCHEMA_FILE = "tenant.schema.json"
 MAX_PROBLEMS_SHOWN = 200
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -50,7 +48,9 @@ class SeedProblems(SeedError):
         self.problems = tuple(problems)
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
-        lines = [f"{source}: invalid tenant seed ({len(problems)} problem{'s' if len(problems) != 1 else ''})"]
+        lines = [
+            f"{source}: invalid tenant seed ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+        ]
         lines += [f"  {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more")
@@ -61,19 +61,11 @@ class SeedProblems(SeedError):
 # --------------------------------------------------------------------------- schema
 
 
-def _schema_text() -> str:
-    packaged = resources.files("reconciler") / "schemas" / SCHEMA_FILE
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    # editable install / source tree: schemas/ sits beside the package
-    return (Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE).read_text(encoding="utf-8")
-
-
-@lru_cache(maxsize=1)
 def tenant_schema() -> dict[str, Any]:
     """The seed/snapshot JSON schema (schemas/tenant.schema.json)."""
-    schema: dict[str, Any] = json.loads(_schema_text())
-    return schema
+    from reconciler.policy.schemas import load_schema
+
+    return load_schema("tenant")
 
 
 @lru_cache(maxsize=1)
@@ -112,7 +104,10 @@ def _schema_message(error: Any) -> str:
                 return _schema_message(sub)
             if sub.validator == "enum":
                 return f"{error.instance!r} is not one of {sub.validator_value}"
-    if validator == "anyOf" and error.schema.get("anyOf") == [{"required": ["secret"]}, {"required": ["certificate"]}]:
+    if validator == "anyOf" and error.schema.get("anyOf") == [
+        {"required": ["secret"]},
+        {"required": ["certificate"]},
+    ]:
         return "an application needs a `secret` or a `certificate`"
     return str(error.message)
 
@@ -139,7 +134,9 @@ def _read(path: Path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SeedError(f"{path}: not UTF-8 text (byte {exc.start}); save the seed as UTF-8 JSON or YAML") from None
+        raise SeedError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the seed as UTF-8 JSON or YAML"
+        ) from None
     if not text.strip():
         raise SeedError(f"{path}: the seed file is empty")
     suffix = path.suffix.lower()
@@ -175,7 +172,9 @@ def load_seed(path: str | Path) -> dict[str, Any]:
 def validate_seed(doc: Any) -> list[str]:
     """Every problem of a seed or snapshot, each as `$.json.path: message`; [] when valid."""
     if not isinstance(doc, dict):
-        return [f"$: a tenant seed is a JSON object with organization, subscribedSkus, users, groups; got {_kind(doc)}"]
+        return [
+            f"$: a tenant seed is a JSON object with organization, subscribedSkus, users, groups; got {_kind(doc)}"
+        ]
     problems = [f"{path}: {msg}" for path, msg in _schema_problems(doc)]
     if problems:
         # reference checks assume the shapes are right; report shapes first
@@ -201,10 +200,20 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     domains = org.get("verifiedDomains") or []
     initial = [i for i, d in enumerate(domains) if d.get("isInitial")]
     if len(initial) != 1:
-        out.append(("$.organization.verifiedDomains", f"exactly one domain must have isInitial: true (found {len(initial)})"))
+        out.append(
+            (
+                "$.organization.verifiedDomains",
+                f"exactly one domain must have isInitial: true (found {len(initial)})",
+            )
+        )
     defaults = [i for i, d in enumerate(domains) if d.get("isDefault")]
     if len(defaults) > 1:
-        out.append(("$.organization.verifiedDomains", f"at most one domain may have isDefault: true (found {len(defaults)})"))
+        out.append(
+            (
+                "$.organization.verifiedDomains",
+                f"at most one domain may have isDefault: true (found {len(defaults)})",
+            )
+        )
     domain_names = {_low(d["name"]) for d in domains}
     seen_domain: set[str] = set()
     for i, d in enumerate(domains):
@@ -229,9 +238,19 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         for j, plan in enumerate(sku["servicePlans"]):
             pid = _low(plan["servicePlanId"])
             if pid in plans:
-                out.append((f"$.subscribedSkus[{i}].servicePlans[{j}].servicePlanId", f"plan {pid} is listed twice in {sku['skuPartNumber']}"))
+                out.append(
+                    (
+                        f"$.subscribedSkus[{i}].servicePlans[{j}].servicePlanId",
+                        f"plan {pid} is listed twice in {sku['skuPartNumber']}",
+                    )
+                )
             if _low(plan["servicePlanName"]) in seen_names:
-                out.append((f"$.subscribedSkus[{i}].servicePlans[{j}].servicePlanName", f"plan name {plan['servicePlanName']!r} is listed twice in {sku['skuPartNumber']}"))
+                out.append(
+                    (
+                        f"$.subscribedSkus[{i}].servicePlans[{j}].servicePlanName",
+                        f"plan name {plan['servicePlanName']!r} is listed twice in {sku['skuPartNumber']}",
+                    )
+                )
             seen_names.add(_low(plan["servicePlanName"]))
             plans.add(pid)
             plan_ids.add(pid)
@@ -241,7 +260,12 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     for i, sku in enumerate(doc["subscribedSkus"]):
         pn = _low(sku["skuPartNumber"])
         if pn in part_numbers:
-            out.append((f"$.subscribedSkus[{i}].skuPartNumber", f"{sku['skuPartNumber']!r} is also $.subscribedSkus[{part_numbers[pn]}]"))
+            out.append(
+                (
+                    f"$.subscribedSkus[{i}].skuPartNumber",
+                    f"{sku['skuPartNumber']!r} is also $.subscribedSkus[{part_numbers[pn]}]",
+                )
+            )
         part_numbers.setdefault(pn, i)
 
     # object ids (users and groups share one directory namespace; the tenant id is not an object)
@@ -266,23 +290,43 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         for k, lic in enumerate(items):
             sid = _low(lic["skuId"])
             if sid not in sku_plans:
-                out.append((f"{base}[{k}].skuId", f"SKU {sid} is not subscribed in this tenant (not in subscribedSkus)"))
+                out.append(
+                    (
+                        f"{base}[{k}].skuId",
+                        f"SKU {sid} is not subscribed in this tenant (not in subscribedSkus)",
+                    )
+                )
                 continue
             if sid in seen:
                 out.append((f"{base}[{k}].skuId", f"SKU {sid} is assigned twice"))
             seen.add(sid)
             for m, plan in enumerate(lic.get("disabledPlans") or ()):
                 if _low(plan) not in sku_plans[sid]:
-                    out.append((f"{base}[{k}].disabledPlans[{m}]", f"plan {_low(plan)} is not a service plan of SKU {sid}"))
+                    out.append(
+                        (
+                            f"{base}[{k}].disabledPlans[{m}]",
+                            f"plan {_low(plan)} is not a service plan of SKU {sid}",
+                        )
+                    )
 
     upns: dict[str, int] = {}
     for i, u in enumerate(users):
         upn = _low(u["userPrincipalName"])
         if upn in upns:
-            out.append((f"$.users[{i}].userPrincipalName", f"{u['userPrincipalName']!r} is also $.users[{upns[upn]}]"))
+            out.append(
+                (
+                    f"$.users[{i}].userPrincipalName",
+                    f"{u['userPrincipalName']!r} is also $.users[{upns[upn]}]",
+                )
+            )
         upns.setdefault(upn, i)
         if domain_names and upn.rsplit("@", 1)[-1] not in domain_names:
-            out.append((f"$.users[{i}].userPrincipalName", f"the domain of {u['userPrincipalName']!r} is not a verified domain of the organization"))
+            out.append(
+                (
+                    f"$.users[{i}].userPrincipalName",
+                    f"the domain of {u['userPrincipalName']!r} is not a verified domain of the organization",
+                )
+            )
         loc = u.get("usageLocation")
         if loc is not None and not is_country(loc):
             out.append((f"$.users[{i}].usageLocation", f"{loc!r} is not an ISO 3166-1 alpha-2 country code"))
@@ -290,16 +334,31 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         for k, st in enumerate(u.get("licenseAssignmentStates") or ()):
             sid = _low(st["skuId"])
             if sid not in sku_plans:
-                out.append((f"$.users[{i}].licenseAssignmentStates[{k}].skuId", f"SKU {sid} is not subscribed in this tenant"))
+                out.append(
+                    (
+                        f"$.users[{i}].licenseAssignmentStates[{k}].skuId",
+                        f"SKU {sid} is not subscribed in this tenant",
+                    )
+                )
             by = st.get("assignedByGroup")
             if by is not None and _low(by) not in group_ids:
-                out.append((f"$.users[{i}].licenseAssignmentStates[{k}].assignedByGroup", f"no group has id {_low(by)}"))
+                out.append(
+                    (
+                        f"$.users[{i}].licenseAssignmentStates[{k}].assignedByGroup",
+                        f"no group has id {_low(by)}",
+                    )
+                )
 
     for i, g in enumerate(groups):
         gid = _low(g["id"])
         check_licenses(g.get("assignedLicenses") or [], f"$.groups[{i}].assignedLicenses")
         if g.get("assignedLicenses") and not g.get("securityEnabled", True):
-            out.append((f"$.groups[{i}].assignedLicenses", "licenses can only be assigned to security-enabled groups (securityEnabled: true)"))
+            out.append(
+                (
+                    f"$.groups[{i}].assignedLicenses",
+                    "licenses can only be assigned to security-enabled groups (securityEnabled: true)",
+                )
+            )
         seen_members: set[str] = set()
         for k, m in enumerate(g.get("members") or ()):
             mid = _low(m)
@@ -333,7 +392,11 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _tenant_plans(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(name, id) of every service plan of the tenant's subscribed SKUs."""
     return sorted(
-        {(str(p["servicePlanName"]), _low(p["servicePlanId"])) for s in doc["subscribedSkus"] for p in s["servicePlans"]}
+        {
+            (str(p["servicePlanName"]), _low(p["servicePlanId"]))
+            for s in doc["subscribedSkus"]
+            for p in s["servicePlans"]
+        }
     )
 
 
@@ -426,18 +489,22 @@ def normalise_seed(doc: Mapping[str, Any]) -> dict[str, Any]:
     if rules is not None:
         emulator["rules"] = {
             "mutuallyExclusive": [
-                [_low(p) if _GUID.match(p) else p for p in pair] for pair in rules.get("mutuallyExclusive") or ()
+                [_low(p) if _GUID.match(p) else p for p in pair]
+                for pair in rules.get("mutuallyExclusive") or ()
             ],
             "requires": {
                 (_low(k) if _GUID.match(k) else k): [_low(p) if _GUID.match(p) else p for p in v]
                 for k, v in (rules.get("requires") or {}).items()
             },
             "prohibitedLocations": {
-                (_low(k) if _GUID.match(k) else k): list(v) for k, v in (rules.get("prohibitedLocations") or {}).items()
+                (_low(k) if _GUID.match(k) else k): list(v)
+                for k, v in (rules.get("prohibitedLocations") or {}).items()
             },
         }
         if rules.get("mailboxPlans"):
-            emulator["rules"]["mailboxPlans"] = [_low(p) if _GUID.match(p) else p for p in rules["mailboxPlans"]]
+            emulator["rules"]["mailboxPlans"] = [
+                _low(p) if _GUID.match(p) else p for p in rules["mailboxPlans"]
+            ]
     out.update(
         organization=org,
         subscribedSkus=skus,
@@ -559,3 +626,25 @@ def seed_rules(seed: Mapping[str, Any]) -> Rules:
         except ValueError as exc:
             raise SeedError(f"emulator.rules: {exc}") from None
     return table.to_rules(load_catalog(), extra_plans=extra)
+
+
+def bundled_rules_section() -> dict[str, Any]:
+    """The bundled rule table's enabled rules in the shape of a seed's `emulator.rules` (a policy's
+    `catalog`), for seeds whose Entra enforces exactly what reconciler knows."""
+    from reconciler.catalog import bundled_rules
+
+    exclusive: list[list[str]] = []
+    requires: dict[str, list[str]] = {}
+    prohibited: dict[str, list[str]] = {}
+    for rule in bundled_rules().rules:
+        if not rule.enabled:
+            continue
+        if rule.kind == "mutuallyExclusive":
+            exclusive.extend([rule.plan, other] for other in rule.others)
+        elif rule.kind == "requires":
+            requires[rule.plan] = list(rule.others)
+        elif rule.kind == "prohibitedLocations":
+            prohibited.setdefault(rule.plan, []).extend(
+                c for c in rule.others if c not in prohibited.get(rule.plan, [])
+            )
+    return {"mutuallyExclusive": exclusive, "requires": requires, "prohibitedLocations": prohibited}
