@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.policy.model import Location
+
 FORMAT_VERSION = 1
 
 ACTION_KINDS = (
@@ -43,18 +45,6 @@ PLANNER_CODES = (*POLICY_CODES, "NestedGroup", "UnsafeRemoval", "NewServicePlans
 NEW = "new"
 EXISTING = "existing"
 FIXED = "fixed"
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where in the policy something was written."""
-
-    path: str
-    line: int
-    column: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True)
