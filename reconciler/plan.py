@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.policy.model import Location
+from reconciler.policy.model import Location as Location
 
 FORMAT_VERSION = 1
 
