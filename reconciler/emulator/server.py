@@ -13,6 +13,7 @@ from `reconciler.emulator.app.create_app`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -176,6 +177,28 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit and self._on_ready is not None:
             self._on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes idle keep-alive connections at shutdown; over TLS a close waits for the
+        # client's close_notify, which an idle client never sends, so shutdown would stall for
+        # timeout_graceful_shutdown. Abort connections uvicorn is closing once their output is flushed.
+        async def reap() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                for conn in list(self.server_state.connections):
+                    transport = getattr(conn, "transport", None)
+                    if (
+                        isinstance(transport, asyncio.WriteTransport)
+                        and transport.is_closing()
+                        and transport.get_write_buffer_size() == 0
+                    ):
+                        transport.abort()
+
+        reaper = asyncio.create_task(reap())
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            reaper.cancel()
 
 
 def serve(
