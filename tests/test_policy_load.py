@@ -25,7 +25,11 @@ def test_spec_example_loads_into_the_typed_model() -> None:
     assert policy.files == (shown,)
     assert policy.tenant is not None and policy.tenant.value == "contoso.onmicrosoft.com"
     e3, kiosk = policy.groups
-    assert e3.group == "LIC-E3-Base" and e3.loc == Location(shown, 12, 5) and e3.name_loc == Location(shown, 12, 12)
+    assert (
+        e3.group == "LIC-E3-Base"
+        and e3.loc == Location(shown, 12, 5)
+        and e3.name_loc == Location(shown, 12, 12)
+    )
     assert e3.members is None and e3.create is False
     assert e3.usage_location is not None and e3.usage_location.value == "FR"
     assert e3.licenses is not None
@@ -44,7 +48,10 @@ def test_spec_example_loads_into_the_typed_model() -> None:
     assert [p.value for p in ems.enabled_plans] == ["AAD_PREMIUM", "INTUNE_A"]
     assert kiosk.create is True
     assert kiosk.members is not None
-    assert [(m.value, m.loc.line) for m in kiosk.members] == [("kiosk1@contoso.com", 21), ("kiosk2@contoso.com", 21)]
+    assert [(m.value, m.loc.line) for m in kiosk.members] == [
+        ("kiosk1@contoso.com", 21),
+        ("kiosk2@contoso.com", 21),
+    ]
     (user,) = policy.usage_locations.users
     assert (user.user, user.country, user.loc, user.country_loc) == (
         "alice@contoso.com",
@@ -54,7 +61,9 @@ def test_spec_example_loads_into_the_typed_model() -> None:
     )
     assert policy.usage_locations.default is not None and policy.usage_locations.default.value == "US"
     assert policy.direct_licenses.mode == "keep" and policy.direct_licenses.wave_size == 200
-    assert policy.direct_licenses.skus is not None and policy.direct_licenses.skus[0].value == "ENTERPRISEPACK"
+    assert (
+        policy.direct_licenses.skus is not None and policy.direct_licenses.skus[0].value == "ENTERPRISEPACK"
+    )
     assert policy.unmanaged_groups == "report"
     mr = policy.safety.max_removals
     assert mr is not None and mr.percent == 10.0 and mr.count is None and mr.limit(250) == 25
@@ -63,7 +72,7 @@ def test_spec_example_loads_into_the_typed_model() -> None:
         ("SHAREPOINTSTANDARD", "SHAREPOINTENTERPRISE")
     ]
     assert policy.catalog.raw["requires"] == {"SHAREPOINT_PROJECT": ["SHAREPOINTENTERPRISE"]}
-    (req_plan, req_any), = policy.catalog.requires
+    ((req_plan, req_any),) = policy.catalog.requires
     assert req_plan.value == "SHAREPOINT_PROJECT" and req_plan.loc == Location(shown, 8, 5)
     assert [r.value for r in req_any] == ["SHAREPOINTENTERPRISE"]
     assert policy.group("lic-e1-kiosk") is kiosk and policy.group("nope") is None
@@ -79,7 +88,10 @@ def test_defaults_when_sections_are_absent(tmp_path: Path) -> None:
 
 
 def test_licenses_absent_is_not_managed_and_empty_is_empty(tmp_path: Path) -> None:
-    p = write(tmp_path / "p.yaml", "apiVersion: reconciler/v1\ngroups:\n  - group: A\n  - group: B\n    licenses: []\n")
+    p = write(
+        tmp_path / "p.yaml",
+        "apiVersion: reconciler/v1\ngroups:\n  - group: A\n  - group: B\n    licenses: []\n",
+    )
     a, b = load_policy([p]).groups
     assert a.licenses is None and b.licenses == ()
 
@@ -101,7 +113,9 @@ def test_directory_is_read_recursively_in_sorted_order_and_merged() -> None:
 
 
 def test_merged_digest_does_not_depend_on_the_split(tmp_path: Path) -> None:
-    one = write(tmp_path / "one" / "p.yaml", "apiVersion: reconciler/v1\ntenant: t\nunmanagedGroups: ignore\n")
+    one = write(
+        tmp_path / "one" / "p.yaml", "apiVersion: reconciler/v1\ntenant: t\nunmanagedGroups: ignore\n"
+    )
     write(tmp_path / "two" / "a.yaml", "apiVersion: reconciler/v1\ntenant: t\n")
     write(tmp_path / "two" / "b.yaml", "apiVersion: reconciler/v1\nunmanagedGroups: ignore\n")
     assert load_policy([one]).digest == load_policy([tmp_path / "two"]).digest
@@ -161,7 +175,9 @@ def test_directory_without_policy_files(tmp_path: Path) -> None:
     write(tmp_path / "readme.md", "# nothing\n")
     policy, problems = validate_paths([tmp_path])
     assert policy is None
-    assert [str(p) for p in problems] == [f"{tmp_path}:1:1: no policy files (*.yaml, *.yml) in this directory"]
+    assert [str(p) for p in problems] == [
+        f"{tmp_path}:1:1: no policy files (*.yaml, *.yml) in this directory"
+    ]
 
 
 def test_schema_errors_do_not_hide_semantic_errors_in_other_parts(tmp_path: Path) -> None:
@@ -187,4 +203,7 @@ def test_an_invalid_entry_is_not_checked_further(tmp_path: Path) -> None:
     _, problems = validate_paths([p])
     assert [x.line for x in problems] == [5, 6]
     assert "unknown SKU 'NOPE'" in problems[0].message
-    assert "unknown key 'disabled'" in problems[1].message and "did you mean disabledPlans?" in problems[1].message
+    assert (
+        "unknown key 'disabled'" in problems[1].message
+        and "did you mean disabledPlans?" in problems[1].message
+    )
