@@ -424,6 +424,15 @@ class GraphClient:
                 return
             page = self._checked("GET", path, self._send("GET", str(link), headers=headers))
 
+    def iter_next_pages(
+        self, next_link: str | None, *, headers: Mapping[str, str] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The pages after one already read, from its ``@odata.nextLink``."""
+        while next_link:
+            page = self._checked("GET", next_link, self._send("GET", next_link, headers=headers))
+            yield list(page.get("value") or [])
+            next_link = page.get("@odata.nextLink")
+
     def get_all(
         self,
         path: str,
