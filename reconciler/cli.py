@@ -122,6 +122,83 @@ def show_command(
     sys.stdout.write(render(plan, fmt, color=color, hint=f"reconciler show {planfile}"))
 
 
+emulator_app = typer.Typer(
+    name="emulator",
+    help="A Graph-compatible local tenant (HTTPS, Entra-like sign-in) for demos, tests and trying policies.",
+    no_args_is_help=True,
+)
+app.add_typer(emulator_app, name="emulator")
+
+
+@emulator_app.command("serve")
+def emulator_serve_command(
+    seed: str = typer.Option(..., "--seed", metavar="FILE", help="Tenant seed or snapshot (JSON or YAML)."),
+    db: str = typer.Option(
+        ".reconciler/emulator.db", "--db", metavar="FILE", help="SQLite state; kept across restarts."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(0, "--port", metavar="N", help="Port; 0 picks a free one."),
+    ca_out: str | None = typer.Option(
+        None, "--ca-out", metavar="FILE", help="Also write the CA certificate here (default: beside the database)."
+    ),
+    plain_http: bool = typer.Option(False, "--plain-http", help="Serve without TLS (msal cannot sign in then)."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", metavar="N", help="Added latency per request."),
+    fail_rate: float = typer.Option(
+        0.0, "--fail-rate", metavar="R", help="Fraction of requests failing (503, 429, dropped)."
+    ),
+    throttle: bool = typer.Option(False, "--throttle", help="Enforce Graph's resource-unit throttling."),
+    processing_delay: float | None = typer.Option(
+        None, "--processing-delay", metavar="SECONDS", help="Group license processing delay (default: the seed's)."
+    ),
+) -> None:
+    """Serve the tenant of a seed over HTTPS on 127.0.0.1 until Ctrl-C.
+
+    Prints on stderr the base URL, the CA certificate path and the client flags
+    (--authority, --graph-url, --ca-bundle, --tenant-id, --client-id), never a secret.
+    """
+    from pathlib import Path
+
+    from reconciler.emulator.server import EmulatorSettings, serve_emulator
+
+    settings = EmulatorSettings(
+        seed=Path(seed),
+        db=Path(db),
+        host=host,
+        port=port,
+        ca_out=Path(ca_out) if ca_out else None,
+        tls=not plain_http,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        throttle=throttle,
+        processing_delay=processing_delay,
+    )
+
+    def say(text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    try:
+        serve_emulator(settings, say=say)
+    except KeyboardInterrupt:
+        say("emulator stopped")
+
+
+@emulator_app.command("generate")
+def emulator_generate_command(
+    users: int = typer.Option(..., "--users", metavar="N", min=0, help="Number of users."),
+    groups: int = typer.Option(..., "--groups", metavar="N", min=0, help="Number of groups (about 15% licensed)."),
+    skus: int = typer.Option(10, "--skus", metavar="N", min=1, max=300, help="Number of subscribed SKUs."),
+    seed: int = typer.Option(0, "--seed", metavar="S", help="Random seed; the same seed gives the same file."),
+    out: str | None = typer.Option(None, "--out", metavar="FILE", help="Write here instead of stdout."),
+) -> None:
+    """Write a synthetic tenant seed of realistic shape (deterministic for a given --seed)."""
+    from reconciler.emulator.generate import generate_to
+
+    written = generate_to(out, users=users, groups=groups, skus=skus, seed=seed)
+    if out:
+        sys.stderr.write(f"wrote {written}\n")
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import json
+import queue
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msal
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.emulator.server import ServerStartError, bind_socket, start_background
+from reconciler.emulator.auth import TokenService
+from reconciler.emulator.server import (
+    ServerInfo,
+    ServerStartError,
+    bind_socket,
+    connection_help,
+    start_background,
+)
 from reconciler.emulator.tls import CA_BUNDLE_NAME, CA_CERT_NAME, load_or_create_ca, prepare_tls
 
 
@@ -187,3 +203,160 @@ def test_session_fixture_serves_https(serve_app: object) -> None:
     server = serve_app(tiny_app())  # type: ignore[operator]
     with httpx.Client(verify=trusting(server.ca_path), trust_env=False) as client:
         assert client.get(server.base_url + "/hello").status_code == 200
+
+
+# --------------------------------------------------------------------------- `reconciler emulator serve`
+
+SAMPLE_SEED = Path(__file__).resolve().parent.parent / "examples" / "sample-tenant.json"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_serve_with_a_missing_seed_exits_3_naming_the_file(tmp_path: Path) -> None:
+    result = run_cli(
+        "emulator", "serve", "--seed", str(tmp_path / "nope.json"), "--db", str(tmp_path / "e.db")
+    )
+    assert result.returncode == 3
+    assert "nope.json" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--port", "70000", "--port"),
+        ("--fail-rate", "1.5", "--fail-rate"),
+        ("--latency-ms", "-1", "--latency-ms"),
+    ],
+)
+def test_serve_rejects_out_of_range_flags_with_exit_64(
+    tmp_path: Path, flag: str, value: str, needle: str
+) -> None:
+    result = run_cli(
+        "emulator", "serve", "--seed", str(SAMPLE_SEED), "--db", str(tmp_path / "e.db"), flag, value
+    )
+    assert result.returncode == 64
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_connection_help_gives_the_flags_and_never_a_secret(tmp_path: Path) -> None:
+    tokens = TokenService(
+        [
+            {
+                "appId": "11111111-2222-3333-4444-555555555555",
+                "displayName": "demo",
+                "secret": "s3cr3t-value-42",
+                "permissions": ["Directory.Read.All"],
+            }
+        ],
+        tenant_id="6e3e2c1a-0b7d-4f5e-9a61-3c1f2d7b8e90",
+        initial_domain="contoso.onmicrosoft.com",
+    )
+    info = ServerInfo(
+        base_url="https://127.0.0.1:8443", host="127.0.0.1", port=8443, tls=True, ca_path=tmp_path / "ca.pem"
+    )
+    text = connection_help(info, tokens, db=tmp_path / "e.db")
+    assert "s3cr3t-value-42" not in text
+    assert "--authority https://127.0.0.1:8443" in text
+    assert "--graph-url https://127.0.0.1:8443/v1.0" in text
+    assert f"--ca-bundle {tmp_path / 'ca.pem'}" in text
+    assert "--tenant-id 6e3e2c1a-0b7d-4f5e-9a61-3c1f2d7b8e90" in text
+    assert "--client-id 11111111-2222-3333-4444-555555555555" in text
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """stderr of `proc` up to the line containing `marker` (reading in a thread, with a deadline)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if marker in line:
+            # the rest of the help follows immediately
+            time.sleep(0.2)
+            while not lines.empty():
+                more = lines.get()
+                if more is not None:
+                    seen.append(more)
+            return "".join(seen)
+    raise AssertionError("emulator did not report ready:\n" + "".join(seen))
+
+
+def test_serve_end_to_end_msal_then_graph(tmp_path: Path) -> None:
+    pytest.importorskip("reconciler.emulator.app")
+    seed = json.loads(SAMPLE_SEED.read_text())
+    app = next(a for a in seed["applications"] if "secret" in a)
+    tenant = seed["organization"]["id"]
+    ca_out = tmp_path / "out" / "ca.pem"
+    db = tmp_path / "state" / "emulator.db"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "emulator",
+            "serve",
+            "--seed",
+            str(SAMPLE_SEED),
+            "--db",
+            str(db),
+            "--ca-out",
+            str(ca_out),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        text = _read_until(proc, "connect with:", timeout=60)
+        assert app["secret"] not in text
+        authority = re.search(r"--authority (\S+)", text)
+        assert authority is not None
+        base = authority.group(1)
+        assert base.startswith("https://127.0.0.1:")
+        assert ca_out.exists() and (db.parent / CA_CERT_NAME).exists()
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(ca_out)
+        client = msal.ConfidentialClientApplication(
+            app["appId"],
+            client_credential=app["secret"],
+            authority=f"{base}/{tenant}",
+            instance_discovery=False,
+            http_client=session,
+        )
+        result = client.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+        assert "access_token" in result, result
+        with httpx.Client(verify=trusting(ca_out), trust_env=False) as http:
+            org = http.get(
+                f"{base}/v1.0/organization", headers={"Authorization": f"Bearer {result['access_token']}"}
+            )
+            assert org.status_code == 200, org.text
+            assert http.get(f"{base}/v1.0/organization").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

@@ -17,13 +17,16 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import shlex
 import socket
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -31,15 +34,23 @@ from starlette.types import ASGIApp
 from reconciler.emulator.tls import TlsMaterial, prepare_tls
 from reconciler.errors import ReconcilerError
 
+if TYPE_CHECKING:
+    from reconciler.emulator.auth import TokenService
+    from reconciler.emulator.store import Store
+
 DEFAULT_HOST = "127.0.0.1"
 
 __all__ = [
+    "DEFAULT_DB",
     "DEFAULT_HOST",
+    "EmulatorSettings",
     "RunningServer",
     "ServerInfo",
     "ServerStartError",
     "bind_socket",
+    "connection_help",
     "serve",
+    "serve_emulator",
     "start_background",
 ]
 
@@ -353,3 +364,157 @@ def start_background(
                 ) from exc
             time.sleep(0.02)
     return running
+
+
+# --------------------------------------------------------------------------- the emulator itself
+
+DEFAULT_DB = Path(".reconciler") / "emulator.db"
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """What `reconciler emulator serve` was asked for."""
+
+    seed: Path
+    db: Path = DEFAULT_DB
+    host: str = DEFAULT_HOST
+    port: int = 0
+    ca_out: Path | None = None
+    tls: bool = True
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    throttle: bool = False
+    processing_delay: float | None = None
+
+    def check(self) -> None:
+        """UsageError (exit 64) for values out of range."""
+        from reconciler.errors import UsageError
+
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"--port must be between 0 (any free port) and 65535, not {self.port}")
+        if self.latency_ms < 0:
+            raise UsageError(f"--latency-ms must be 0 or more, not {self.latency_ms:g}")
+        if not 0 <= self.fail_rate <= 1:
+            raise UsageError(
+                f"--fail-rate must be between 0 and 1 (a fraction of requests), not {self.fail_rate:g}"
+            )
+        if self.processing_delay is not None and self.processing_delay < 0:
+            raise UsageError(f"--processing-delay must be 0 or more seconds, not {self.processing_delay:g}")
+
+
+def _load_app_factory() -> tuple[Callable[..., ASGIApp], Callable[..., object]]:
+    """`create_app` and its options class from reconciler.emulator.app (imported lazily)."""
+    import importlib
+
+    try:
+        module = importlib.import_module("reconciler.emulator.app")
+    except ImportError as exc:
+        raise ServerStartError(
+            f"the emulator's Graph app cannot be loaded ({exc}); this build of reconciler has no emulator"
+        ) from exc
+    factory = getattr(module, "create_app", None)
+    options = getattr(module, "EmulatorOptions", None)
+    if factory is None or options is None:
+        raise ServerStartError(
+            "reconciler.emulator.app lacks create_app/EmulatorOptions; this build has no emulator"
+        )
+    return factory, options
+
+
+def _open_tenant(settings: EmulatorSettings, seed: Mapping[str, Any], say: Callable[[str], None]) -> Store:
+    """The tenant database: reused when it came from this seed, (re)created from the seed otherwise."""
+    from reconciler.emulator.store import Store
+
+    db = settings.db
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        if db.exists():
+            store = Store.open(db)
+            if store.has_tenant and store.same_seed(seed):
+                say(f"reusing the tenant state in {db}")
+                return store
+            store.close()
+            say(f"{db} came from another seed (or is empty): loading {settings.seed} afresh")
+        else:
+            say(f"loading {settings.seed} into {db}")
+        return Store.create(db, seed)
+    except (OSError, sqlite3.Error) as exc:
+        raise ServerStartError(f"{db}: cannot open the emulator database: {exc}") from exc
+
+
+def serve_emulator(settings: EmulatorSettings, *, say: Callable[[str], None]) -> None:
+    """Load the tenant, build the Graph app and serve it in the foreground until interrupted.
+
+    `say` receives progress and, once the server accepts connections, the connection help
+    (never a secret).
+    """
+    from reconciler.emulator.auth import TokenService
+    from reconciler.emulator.seed import load_seed
+
+    settings.check()
+    seed = load_seed(settings.seed)  # SeedError (exit 3) names the file and every problem
+    factory, options_cls = _load_app_factory()
+    store = _open_tenant(settings, seed, say)
+    try:
+        tokens = TokenService.from_seed(
+            {"organization": store.organization, "applications": store.applications()}
+        )
+        options = options_cls(
+            latency_ms=settings.latency_ms,
+            fail_rate=settings.fail_rate,
+            throttle=settings.throttle,
+            processing_delay=settings.processing_delay,
+        )
+        asgi = factory(store, token_service=tokens, options=options)
+        state_dir = settings.db.parent if settings.db.parent != Path() else Path.cwd()
+
+        def ready(info: ServerInfo) -> None:
+            say(connection_help(info, tokens, db=settings.db))
+
+        serve(
+            asgi,
+            host=settings.host,
+            port=settings.port,
+            tls=settings.tls,
+            state_dir=state_dir,
+            ca_out=settings.ca_out,
+            on_ready=ready,
+        )
+    finally:
+        store.close()
+
+
+def connection_help(info: ServerInfo, tokens: TokenService, *, db: Path | None = None) -> str:
+    """What a client needs to reach the emulator: URLs, CA path, flags and app ids (no secrets)."""
+    lines = [f"emulator: tenant {tokens.tenant_name} ({tokens.tenant_id}) at {info.base_url}"]
+    lines.append(f"  graph:      {info.graph_url}")
+    lines.append(
+        f"  authority:  {info.base_url}  (token endpoint {info.base_url}/{tokens.tenant_id}/oauth2/v2.0/token)"
+    )
+    if info.ca_path is not None:
+        lines.append(f"  CA:         {info.ca_path}")
+    if db is not None:
+        lines.append(f"  database:   {db}")
+    flags = [f"--authority {info.base_url}", f"--graph-url {info.graph_url}"]
+    if info.ca_path is not None:
+        flags.append(f"--ca-bundle {shlex.quote(str(info.ca_path))}")
+    flags.append(f"--tenant-id {tokens.tenant_id}")
+    apps = tokens.applications
+    if apps:
+        flags.append(f"--client-id {apps[0].app_id}")
+    lines.append("connect with:")
+    lines.append("  " + " ".join(flags))
+    lines.append("  and the application's secret from the seed file in AZURE_CLIENT_SECRET")
+    lines.append("  (or a certificate registered on it in AZURE_CLIENT_CERTIFICATE_PATH)")
+    if apps:
+        lines.append("applications:")
+        for a in apps:
+            creds = "+".join(
+                x for x, present in (("secret", a.secrets), ("certificate", a.certificates)) if present
+            )
+            perms = ", ".join(sorted(a.permissions)) or "no permissions"
+            lines.append(f"  {a.app_id}  {a.display_name}  [{creds}]  {perms}")
+    if not info.tls:
+        lines.append("warning: plain HTTP; msal signs in only over https, so the CLI cannot use this server")
+    lines.append("Ctrl-C stops the emulator; its state stays in the database.")
+    return "\n".join(lines)
