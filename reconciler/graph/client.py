@@ -275,6 +275,7 @@ class GraphClient:
         self.on_write = on_write
         self.stats = RequestStats()
         self._closers: list[Callable[[], None]] = []
+        self.emulator: Any = None  # set by connect() when it started the built-in emulator
         inner = transport or httpx.HTTPTransport(
             verify=verify,
             limits=httpx.Limits(
