@@ -162,18 +162,48 @@ def emulator_state_dir(seed_path: Path, state_root: Path = DEFAULT_STATE_ROOT) -
 
 
 def start_emulator(seed_path: Path, *, state_root: Path = DEFAULT_STATE_ROOT) -> EmulatorHandle:
-    """Start the emulator for ``seed_path`` on 127.0.0.1 (random port) over HTTPS."""
+    """Start the emulator for ``seed_path`` on 127.0.0.1 (random port) over HTTPS.
+
+    The tenant database is ``<state dir>/tenant.db``: reused while it came from this seed (so changes
+    made by ``apply`` persist between commands), loaded afresh when the seed changed.
+    """
+    import sqlite3
+
+    from reconciler.emulator.auth import TokenService
     from reconciler.emulator.seed import load_seed
-    from reconciler.emulator.server import start_background
+    from reconciler.emulator.server import ServerStartError, start_background
+    from reconciler.emulator.store import Store
 
     if not seed_path.is_file():
         raise UsageError(f"--emulator {seed_path}: seed file not found")
-    seed = load_seed(seed_path)
+    seed = load_seed(seed_path)  # SeedError names the file and every problem
+    try:
+        module: Any = importlib.import_module("reconciler.emulator.app")
+    except ImportError as exc:
+        raise ServerStartError(f"this build of reconciler has no emulator ({exc})") from exc
     state_dir = emulator_state_dir(seed_path, state_root)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    emulator_app: Any = importlib.import_module("reconciler.emulator.app")
-    app, store = emulator_app.create_persistent_app(seed, state_dir=state_dir)
-    server = start_background(app, tls=True, state_dir=state_dir)
+    db = state_dir / "tenant.db"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        store = None
+        if db.exists():
+            store = Store.open(db)
+            if not (store.has_tenant and store.same_seed(seed)):
+                store.close()
+                store = None
+        if store is None:
+            store = Store.create(db, seed)
+    except (OSError, sqlite3.Error) as exc:
+        raise ServerStartError(f"{db}: cannot open the emulator database: {exc}") from exc
+    try:
+        tokens = TokenService.from_seed(
+            {"organization": store.organization, "applications": store.applications()}
+        )
+        app = module.create_app(store, token_service=tokens, options=module.EmulatorOptions())
+        server = start_background(app, tls=True, state_dir=state_dir)
+    except BaseException:
+        store.close()
+        raise
     return EmulatorHandle(server=server, store=store, seed=seed, state_dir=state_dir)
 
 
