@@ -20,7 +20,6 @@ import yaml
 from reconciler.cli import main
 from reconciler.policy.schemas import load_schema, schema_bytes
 
-
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schemas" / "policy.schema.json"
 
