@@ -13,12 +13,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from reconciler import licensing
 from reconciler.emulator.seed import smtp_addresses
 from reconciler.licensing import (
+    NO_ERROR,
     License,
     LicensingGroup,
     LicensingInput,
@@ -54,17 +55,30 @@ def _licensing_user(u: UserRecord) -> LicensingUser:
     )
 
 
-def build_input(store: Store) -> LicensingInput:
-    """The tenant as licensing sees it: direct licenses as they are, groups as last processed."""
-    skus = {
+def sku_capacities(store: Store, outside: Mapping[str, int] | None = None) -> dict[str, SkuCapacity]:
+    """Every subscribed SKU's plans and capacity (less `outside` seats when given)."""
+    outside = outside or {}
+    return {
         sid: SkuCapacity(
             sku_id=sid,
             plan_ids=tuple(str(p["servicePlanId"]).lower() for p in sku.get("servicePlans") or ()),
-            enabled_units=int((sku.get("prepaidUnits") or {}).get("enabled") or 0),
+            enabled_units=int((sku.get("prepaidUnits") or {}).get("enabled") or 0) - outside.get(sid, 0),
         )
         for sid, sku in store.skus.items()
     }
-    users = {uid: _licensing_user(u) for uid, u in store.users.items()}
+
+
+def build_input(
+    store: Store, user_ids: Collection[str] | None = None, *, reserve_outside: bool = True
+) -> LicensingInput:
+    """The tenant as licensing sees it: direct licenses as they are, groups as last processed.
+
+    With `user_ids`, only those users are included and each SKU's capacity is reduced by the
+    seats that the other users hold (they keep them: their inputs did not change)."""
+    subset = store.users if user_ids is None else {uid: store.users[uid] for uid in user_ids}
+    outside = seats_outside(store, user_ids) if user_ids is not None and reserve_outside else None
+    skus = sku_capacities(store, outside)
+    users = {uid: _licensing_user(u) for uid, u in subset.items()}
     groups = {
         gid: LicensingGroup(
             id=gid,
@@ -82,7 +96,7 @@ def build_input(store: Store) -> LicensingInput:
             addresses.add(str(g.data["mail"]).lower())
         for addr in sorted(addresses):
             others.setdefault(addr, gid)
-    previous = {uid: tuple(s.state for s in u.states) for uid, u in store.users.items() if u.states}
+    previous = {uid: tuple(s.state for s in u.states) for uid, u in subset.items() if u.states}
     return LicensingInput(
         tenant_location=store.tenant_location,
         skus=skus,
@@ -94,14 +108,59 @@ def build_input(store: Store) -> LicensingInput:
     )
 
 
-def recompute(store: Store, db: sqlite3.Connection) -> None:
-    """Run licensing.compute over the tenant and store the outcome (caller holds the transaction)."""
+def _held(store: Store, user_ids: Iterable[str]) -> dict[str, int]:
+    held: dict[str, int] = {}
+    for uid in user_ids:
+        for lic in store.users[uid].assigned:
+            held[lic.sku_id] = held.get(lic.sku_id, 0) + 1
+    return held
+
+
+def seats_outside(store: Store, user_ids: Iterable[str]) -> dict[str, int]:
+    """Seats per SKU held by the users not in `user_ids` (from the last computation)."""
+    held = _held(store, user_ids)
+    return {sku: store.consumed.get(sku, 0) - held.get(sku, 0) for sku in store.skus}
+
+
+def _unsettled_users(store: Store) -> set[str]:
+    """Users whose outcome can change without any change of their own: every user with a
+    license error (seats or conflicts may have been freed) and every user sharing a proxy
+    address with another object. Always part of a partial recomputation."""
+    out = {uid for uid, u in store.users.items() if any(s.state.error != NO_ERROR for s in u.states)}
+    owners: dict[str, list[str]] = {}
+    for uid, u in store.users.items():
+        for addr in smtp_addresses(u.data.get("proxyAddresses") or ()):
+            owners.setdefault(addr, []).append(uid)
+    for g in store.groups.values():
+        for addr in smtp_addresses(g.data.get("proxyAddresses") or ()):
+            owners.setdefault(addr, []).append(g.id)
+        if g.data.get("mailEnabled") and g.data.get("mail"):
+            owners.setdefault(str(g.data["mail"]).lower(), []).append(g.id)
+    for ids in owners.values():
+        if len(ids) > 1:
+            out.update(i for i in ids if i in store.users)
+    return out
+
+
+def recompute(store: Store, db: sqlite3.Connection, affected: Iterable[str] | None = None) -> None:
+    """Run licensing.compute and store the outcome (the caller holds the transaction).
+
+    `affected`: the users whose inputs changed. Only they and the unsettled users are computed,
+    with the seats of everybody else set aside; this equals a full recomputation because every
+    other user has unchanged inputs and no error, so compute keeps their outcome as it is."""
     from reconciler.emulator.store import StateRecord, graph_now
 
-    result = licensing.compute(build_input(store))
+    subset: set[str] | None = None
+    if affected is not None:
+        subset = {uid for uid in affected if uid in store.users} | _unsettled_users(store)
+        if len(subset) * 2 > len(store.users):
+            subset = None
+    outside = seats_outside(store, subset) if subset is not None else {}
+    result = licensing.compute(build_input(store, subset))
     now = graph_now(store.clock)
     changed = []
-    for uid, u in store.users.items():
+    for uid in store.users if subset is None else sorted(subset):
+        u = store.users[uid]
         computed = result.users.get(uid)
         new_states = computed.states if computed else ()
         new_assigned = tuple(sorted(computed.assigned)) if computed else ()
@@ -113,13 +172,18 @@ def recompute(store: Store, db: sqlite3.Connection) -> None:
             changed.append(u)
     if changed:
         store.write_states(db, changed)
-    store.write_consumed(db, result.consumed)
+    if subset is None:
+        store.write_consumed(db, result.consumed)
+    else:
+        held = _held(store, subset)
+        store.write_consumed(db, {sku: outside.get(sku, 0) + held.get(sku, 0) for sku in store.skus})
 
 
 def check_direct(store: Store, user_id: str, add: Sequence[License], remove: Sequence[str]) -> str | None:
     """Graph's 400 message for a direct assignLicense that Entra refuses, else None."""
     return licensing.check_direct_assignment(
-        build_input(store), user_id, tuple(add), tuple(remove), consumed=store.consumed
+        build_input(store, {user_id}, reserve_outside=False),
+        user_id, tuple(add), tuple(remove), consumed=store.consumed
     )
 
 
@@ -130,7 +194,7 @@ def check_group(store: Store, group_id: str, add: Sequence[License], remove: Seq
     after = {sku: lic for sku, lic in group.licenses.items() if sku not in removed}
     for lic in add:
         after[lic.sku_id] = lic
-    skus = build_input(store).skus
+    skus = sku_capacities(store)
     for sku in remove:
         if sku not in skus:
             return licensing.MSG_UNKNOWN_SKU.format(sku_id=sku)

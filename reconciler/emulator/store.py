@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS skus (sku_id TEXT PRIMARY KEY, pos INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, upn TEXT NOT NULL UNIQUE, pos INTEGER NOT NULL, data TEXT NOT NULL,
-    assigned TEXT NOT NULL DEFAULT '[]');
+    assigned TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS direct_licenses (
     user_id TEXT NOT NULL, sku_id TEXT NOT NULL, disabled_plans TEXT NOT NULL, pos INTEGER NOT NULL,
     PRIMARY KEY (user_id, sku_id));
@@ -111,8 +111,37 @@ def graph_now(clock: Callable[[], float]) -> str:
     return datetime.fromtimestamp(clock(), UTC).strftime(GRAPH_DATE)
 
 
+def _copy(value: Any) -> Any:
+    """Copy a JSON value (cheap for the scalars and flat lists of most properties)."""
+    if isinstance(value, list):
+        return [_copy(v) for v in value] if any(isinstance(v, (list, dict)) for v in value) else list(value)
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    return value
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _plans_text(plans: Iterable[str]) -> str:
+    return ",".join(sorted(plans))
+
+
+def _plans_parse(text: str) -> frozenset[str]:
+    return frozenset(text.split(",")) if text else frozenset()
+
+
+def _assigned_text(lics: Iterable[License]) -> str:
+    return ";".join(f"{x.sku_id}|{_plans_text(x.disabled_plans)}" for x in lics)
+
+
+def _assigned_parse(text: str) -> tuple[License, ...]:
+    out = []
+    for item in text.split(";") if text else ():
+        sku, _, plans = item.partition("|")
+        out.append(License(sku, _plans_parse(plans)))
+    return tuple(out)
 
 
 def _lic_json(lic: License) -> dict[str, Any]:
@@ -307,19 +336,18 @@ class Store:
     def _load_seed(self, seed: Mapping[str, Any], rules: Rules | None) -> None:
         from reconciler.emulator import processing
 
-        seed = copy.deepcopy(dict(seed))
         with self.transaction() as db:
             self._digest = seed_digest(seed)
-            self.organization = dict(seed.get("organization") or {})
+            self.organization = copy.deepcopy(dict(seed.get("organization") or {}))
             if "id" in self.organization:
                 self.organization["id"] = str(self.organization["id"]).lower()
-            self.emulator = dict(seed.get("emulator") or {})
+            self.emulator = copy.deepcopy(dict(seed.get("emulator") or {}))
             for sku in seed.get("subscribedSkus") or []:
-                item = {k: v for k, v in dict(sku).items() if k != "consumedUnits"}
+                item = {k: copy.deepcopy(v) for k, v in dict(sku).items() if k != "consumedUnits"}
                 item["skuId"] = str(item["skuId"]).lower()
                 self.skus[item["skuId"]] = item
             for raw in seed.get("users") or []:
-                data = {k: v for k, v in dict(raw).items() if k not in _USER_COMPUTED}
+                data = {k: _copy(v) for k, v in dict(raw).items() if k not in _USER_COMPUTED}
                 uid = str(data.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, data["userPrincipalName"])).lower()
                 data["id"] = uid
                 rec = UserRecord(id=uid, data=data)
@@ -331,7 +359,7 @@ class Store:
                 )
                 self._index_user(rec)
             for raw in seed.get("groups") or []:
-                data = {k: v for k, v in dict(raw).items() if k not in _GROUP_COMPUTED}
+                data = {k: _copy(v) for k, v in dict(raw).items() if k not in _GROUP_COMPUTED}
                 gid = str(data["id"]).lower()
                 data["id"] = gid
                 grp = GroupRecord(id=gid, data=data)
@@ -347,7 +375,7 @@ class Store:
                     self.member_of.setdefault(m, {})[grp.id] = None
                 grp.applied_licenses = tuple(grp.licenses.values())
                 grp.applied_members = tuple(grp.members)
-            self.applications_ = [dict(a) for a in seed.get("applications") or []]
+            self.applications_ = copy.deepcopy([dict(a) for a in seed.get("applications") or []])
             self.rules = rules if rules is not None else processing.rules_for_tenant(self)
 
             db.executemany(
@@ -370,7 +398,7 @@ class Store:
             db.executemany(
                 "INSERT INTO direct_licenses (user_id, sku_id, disabled_plans, pos) VALUES (?, ?, ?, ?)",
                 [
-                    (u.id, lic.sku_id, _dumps(sorted(lic.disabled_plans)), self._next_pos())
+                    (u.id, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos())
                     for u in self.users.values()
                     for lic in u.direct.values()
                 ],
@@ -385,7 +413,7 @@ class Store:
             db.executemany(
                 "INSERT INTO group_licenses (group_id, sku_id, disabled_plans, pos) VALUES (?, ?, ?, ?)",
                 [
-                    (g.id, lic.sku_id, _dumps(sorted(lic.disabled_plans)), self._next_pos())
+                    (g.id, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos())
                     for g in self.groups.values()
                     for lic in g.licenses.values()
                 ],
@@ -431,7 +459,7 @@ class Store:
             self.consumed = json.loads(meta.get("consumed", "{}"))
             for uid, data, assigned in db.execute("SELECT id, data, assigned FROM users ORDER BY pos"):
                 rec = UserRecord(
-                    id=uid, data=json.loads(data), assigned=tuple(_license_from_json(x) for x in json.loads(assigned))
+                    id=uid, data=json.loads(data), assigned=_assigned_parse(assigned)
                 )
                 self.users[uid] = rec
                 self.upn_index[rec.upn.lower()] = uid
@@ -439,7 +467,7 @@ class Store:
             for uid, sid, dis in db.execute(
                 "SELECT user_id, sku_id, disabled_plans FROM direct_licenses ORDER BY pos"
             ):
-                self.users[uid].direct[sid] = License(sid, frozenset(json.loads(dis)))
+                self.users[uid].direct[sid] = License(sid, _plans_parse(dis))
             for gid, data, pstate, due, applied in db.execute(
                 "SELECT id, data, processing_state, due_at, applied FROM groups ORDER BY pos"
             ):
@@ -456,7 +484,7 @@ class Store:
             for gid, sid, dis in db.execute(
                 "SELECT group_id, sku_id, disabled_plans FROM group_licenses ORDER BY pos"
             ):
-                self.groups[gid].licenses[sid] = License(sid, frozenset(json.loads(dis)))
+                self.groups[gid].licenses[sid] = License(sid, _plans_parse(dis))
             for gid, mid in db.execute("SELECT group_id, member_id FROM members ORDER BY pos"):
                 self.groups[gid].members[mid] = None
                 self.member_of.setdefault(mid, {})[gid] = None
@@ -576,10 +604,10 @@ class Store:
                 rec.direct[lic.sku_id] = lic
                 db.execute(
                     "INSERT INTO direct_licenses VALUES (?, ?, ?, ?)",
-                    (uid, lic.sku_id, _dumps(sorted(lic.disabled_plans)), self._next_pos()),
+                    (uid, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos()),
                 )
             if rec.direct:
-                processing.recompute(self, db)
+                processing.recompute(self, db, {uid})
             return rec
 
     def update_user(self, id_or_upn: str, patch: Mapping[str, Any]) -> UserRecord:
@@ -623,9 +651,9 @@ class Store:
                 rec.direct[lic.sku_id] = lic
                 db.execute(
                     "INSERT OR REPLACE INTO direct_licenses VALUES (?, ?, ?, ?)",
-                    (rec.id, lic.sku_id, _dumps(sorted(lic.disabled_plans)), self._next_pos()),
+                    (rec.id, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos()),
                 )
-            processing.recompute(self, db)
+            processing.recompute(self, db, {rec.id})
             return rec
 
     def reprocess_user(self, id_or_upn: str) -> UserRecord:
@@ -644,7 +672,7 @@ class Store:
                 if rec.id in g.applied_members and rec.id not in g.members:
                     g.applied_members = tuple(m for m in g.applied_members if m != rec.id)
                     db.execute("UPDATE groups SET applied = ? WHERE id = ?", (self._applied_json(g), g.id))
-            processing.recompute(self, db)
+            processing.recompute(self, db, {rec.id})
             return rec
 
     # ------------------------------------------------------------------ group writes
@@ -707,7 +735,7 @@ class Store:
             db.execute("DELETE FROM groups WHERE id = ?", (g.id,))
             db.execute("DELETE FROM members WHERE group_id = ?", (g.id,))
             db.execute("DELETE FROM group_licenses WHERE group_id = ?", (g.id,))
-            processing.recompute(self, db)
+            processing.recompute(self, db, set(g.applied_members))
 
     def assign_group_licenses(self, group_id: str, add: Sequence[License], remove: Sequence[str]) -> GroupRecord:
         """Group assignLicense: validated synchronously, processed in the background."""
@@ -725,7 +753,7 @@ class Store:
                 g.licenses[lic.sku_id] = lic
                 db.execute(
                     "INSERT OR REPLACE INTO group_licenses VALUES (?, ?, ?, ?)",
-                    (g.id, lic.sku_id, _dumps(sorted(lic.disabled_plans)), self._next_pos()),
+                    (g.id, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos()),
                 )
             self._queue(db, g)
             return g
@@ -798,7 +826,10 @@ class Store:
             todo = [g for g in self.groups.values() if g.processing_state == QUEUED and due(g)]
             if not todo:
                 return 0
+            affected: set[str] = set()
             for g in todo:
+                affected.update(g.applied_members)
+                affected.update(g.members)
                 g.applied_licenses = tuple(g.licenses.values())
                 g.applied_members = tuple(g.members)
                 g.processing_state = COMPLETE
@@ -807,8 +838,15 @@ class Store:
                     "UPDATE groups SET processing_state = ?, due_at = NULL, applied = ? WHERE id = ?",
                     (COMPLETE, self._applied_json(g), g.id),
                 )
-            processing.recompute(self, db)
+            processing.recompute(self, db, affected)
             return len(todo)
+
+    def recompute_all(self) -> None:
+        """Recompute every user's licensing from scratch (the reference for partial recomputes)."""
+        from reconciler.emulator import processing
+
+        with self.transaction() as db:
+            processing.recompute(self, db)
 
     def write_states(self, db: sqlite3.Connection, changed: Iterable[UserRecord]) -> None:
         """Persist the computed states of the given users (replacing their rows)."""
@@ -820,7 +858,7 @@ class Store:
         )
         db.executemany(
             "UPDATE users SET assigned = ? WHERE id = ?",
-            [(_dumps([_lic_json(x) for x in u.assigned]), u.id) for u in recs],
+            [(_assigned_text(u.assigned), u.id) for u in recs],
         )
 
     def write_consumed(self, db: sqlite3.Connection, consumed: Mapping[str, int]) -> None:
@@ -880,7 +918,7 @@ def _state_row(user_id: str, rec: StateRecord) -> tuple[str, str, str, str, str,
         user_id,
         s.sku_id,
         s.assigned_by_group or "",
-        _dumps(sorted(s.disabled_plans)),
+        _plans_text(s.disabled_plans),
         s.state,
         s.error,
         rec.last_updated,
@@ -892,7 +930,7 @@ def _state_from_row(row: Sequence[Any]) -> StateRecord:
         AssignmentState(
             sku_id=row[1],
             assigned_by_group=row[2] or None,
-            disabled_plans=frozenset(json.loads(row[3])),
+            disabled_plans=_plans_parse(row[3]),
             state=row[4],
             error=row[5],
         ),
