@@ -520,3 +520,30 @@ def write_tenant(doc: dict[str, Any], out: TextIO) -> None:
         else:
             out.write(json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n  "))
     out.write("\n}\n")
+
+
+def generate_to(out: str | None, *, users: int, groups: int, skus: int = 10, seed: int = 0) -> str:
+    """Generate a tenant and write it to the file `out` (or stdout when None); returns a summary."""
+    import sys
+    from pathlib import Path
+
+    from reconciler.errors import ReconcilerError, UsageError
+
+    try:
+        doc = generate_tenant(users=users, groups=groups, skus=skus, seed=seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = f"{users} users, {groups} groups, {len(doc['subscribedSkus'])} SKUs (seed {seed})"
+    if out is None or out == "-":
+        write_tenant(doc, sys.stdout)
+        return summary
+    path = Path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            write_tenant(doc, fh)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReconcilerError(f"{out}: cannot write the tenant: {exc.strerror or exc}") from None
+    return f"{path}: {summary}"
