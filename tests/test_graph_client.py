@@ -500,3 +500,30 @@ def test_read_only_allows_gets_and_get_only_batches() -> None:
     client.get_all("/users", select=["id"])
     assert [r.status for r in client.batch([BatchRequest("1", "GET", "/users/u")])] == [200]
     assert client.stats.requests == 2
+
+
+def test_dropped_batch_is_resent_only_when_reads_or_idempotent() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] % 2 == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        body = json.loads(request.content)
+        return httpx.Response(
+            200, json={"responses": [{"id": i["id"], "status": 200, "body": {}} for i in body["requests"]]}
+        )
+
+    client, _ = make_client(handler)
+    assert client.batch([BatchRequest("1", "GET", "/users/u")])[0].ok
+    assert calls["n"] == 2
+    write = [BatchRequest("1", "POST", "/groups", body={"displayName": "G"})]
+    with pytest.raises(TransportError):
+        client.batch(write)
+    assert calls["n"] == 3
+    calls["n"] = 0
+    assert client.batch(
+        [BatchRequest("1", "POST", "/users/u/assignLicense", body={"addLicenses": [], "removeLicenses": []})],
+        idempotent=True,
+    )[0].ok
+    assert calls["n"] == 2

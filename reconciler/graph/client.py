@@ -497,12 +497,14 @@ class GraphClient:
         return self._write("DELETE", path)
 
     # -- $batch
-    def batch(self, requests: Iterable[BatchRequest]) -> list[BatchResponse]:
+    def batch(self, requests: Iterable[BatchRequest], *, idempotent: bool = False) -> list[BatchResponse]:
         """Send requests through ``$batch`` (20 per call, several calls in flight).
 
         Returns one response per request, in the order given. Items answered 429/503/504 are
         resent on their own after their ``Retry-After``; other failures are returned, not raised
         (use :meth:`check`). Requests linked by ``dependsOn`` travel in the same call.
+        A GET-only batch is resent after a dropped connection; one with writes only when
+        ``idempotent=True`` (e.g. assignLicense, reprocess: sending them twice is harmless).
         """
         reqs = list(requests)
         if not reqs:
@@ -513,23 +515,23 @@ class GraphClient:
         chunks = [_Chunk(items) for items in _pack(reqs)]
         self.stats.count_items([route_of(r.method, r.url) for r in reqs])
         if len(chunks) == 1:
-            self._run_chunk(chunks[0])
+            self._run_chunk(chunks[0], idempotent)
         else:
             with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(chunks))) as pool:
-                for future in [pool.submit(self._run_chunk, c) for c in chunks]:
+                for future in [pool.submit(self._run_chunk, c, idempotent) for c in chunks]:
                     future.result()
         results: dict[str, BatchResponse] = {}
         for chunk in chunks:
             results.update(chunk.results)
         return [results[r.id] for r in reqs]
 
-    def _run_chunk(self, chunk: _Chunk) -> None:
+    def _run_chunk(self, chunk: _Chunk, idempotent: bool) -> None:
         pending = list(chunk.items)
         by_id = {r.id: r for r in chunk.items}
         while pending:
             chunk.attempt += 1
             payload = {"requests": [_strip_done_deps(r, chunk.results).to_json() for r in pending]}
-            response = self._send("POST", "/$batch", json_body=payload, idempotent=True)
+            response = self._send("POST", "/$batch", json_body=payload, idempotent=idempotent)
             body = self._checked("POST", "/$batch", response)
             answered: dict[str, BatchResponse] = {}
             for item in (body or {}).get("responses") or []:
