@@ -273,8 +273,11 @@ def _canonical(state: TenantState) -> dict[str, Any]:
                 sorted(u.proxy_addresses),
                 lic(u.direct_licenses),
                 sorted(
-                    [s.sku_id, s.assigned_by_group, sorted(s.disabled_plans), s.state, s.error]
-                    for s in u.license_states
+                    (
+                        [s.sku_id, s.assigned_by_group, sorted(s.disabled_plans), s.state, s.error]
+                        for s in u.license_states
+                    ),
+                    key=lambda r: (r[0], r[1] or "", r[2], r[3], r[4]),  # direct (None) and group states
                 ),
             ]
             for u in state.users.values()

@@ -1,0 +1,136 @@
+"""make_plan: policy + observed tenant -> Plan (resolve, diff, predict, safety).
+
+    make_plan(policy, state, *, catalog=None, force=False, now=None) -> Plan
+
+Order of the actions (the order apply runs them in): createGroup (by name); setUsageLocation
+(by UPN, before any license is processed); addMember/removeMember (by group name, then UPN);
+the groups' license actions (by group name, then SKU part number; one request per group);
+removeDirectLicense (by SKU, then UPN); reprocess (by UPN) for users whose usage location
+changes and whose groups the plan does not otherwise make Entra process again.
+
+The same policy, tenant and clock give the same Plan, and so byte-identical renderings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from reconciler import __version__
+from reconciler.catalog import Catalog, load_catalog
+from reconciler.plan import EXISTING, FIXED, NEW, Action, GraphRequest, ObjectRef, Plan, Violation
+from reconciler.planner.diff import Changes, diff, members_after
+from reconciler.planner.predict import Prediction, predict
+from reconciler.planner.resolve import Resolution, resolve
+from reconciler.planner.safety import check_safety
+from reconciler.policy.model import Policy
+from reconciler.state import TenantState
+
+Clock = Callable[[], dt.datetime]
+_STATUS = {NEW: 0, EXISTING: 1, FIXED: 2}
+
+
+def _created_at(now: dt.datetime | Clock | None) -> str:
+    if now is None:
+        value = dt.datetime.now(dt.UTC)
+    elif isinstance(now, dt.datetime):
+        value = now
+    else:
+        value = now()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _touched(state: TenantState, changes: Changes) -> set[str]:
+    """Users an action affects: its own user, members (before and after) of the groups the plan
+    makes Entra process, users whose usage location or direct licenses change."""
+    out: set[str] = set()
+    for a in changes.actions:
+        if a.user is not None and a.user.id:
+            out.add(a.user.id)
+    after = members_after(state, changes)
+    for key in changes.processed_groups:
+        out.update(after.get(key, ()))
+        live = state.groups.get(key)
+        if live is not None:
+            out.update(live.member_user_ids)
+    out.update(changes.usage_locations)
+    out.update(changes.direct_removals)
+    return out
+
+
+def _reprocess(state: TenantState, changes: Changes, pred: Prediction) -> list[Action]:
+    """Users whose usage location changes, whose licensing the model says changes with it, and
+    whose groups Entra does not process again for this plan: reprocess them explicitly."""
+    processed: set[str] = set()
+    after = members_after(state, changes)
+    for key in changes.processed_groups:
+        processed.update(after.get(key, ()))
+        live = state.groups.get(key)
+        if live is not None:
+            processed.update(live.member_user_ids)
+    out = []
+    for uid in changes.usage_locations:
+        if uid in processed or uid not in pred.changed or uid in changes.direct_removals:
+            continue
+        user = state.users[uid]
+        out.append(
+            Action(
+                kind="reprocess",
+                reason=f"usage location changes to {changes.usage_locations[uid]}; Entra re-evaluates "
+                "group licenses only when asked",
+                request=GraphRequest("POST", f"/users/{uid}/reprocessLicenseAssignment"),
+                user=ObjectRef(user.user_principal_name, uid),
+                users=(user.user_principal_name,),
+            )
+        )
+    return sorted(out, key=lambda a: a.users[0].casefold())
+
+
+def violation_order(v: Violation) -> tuple[Any, ...]:
+    return (
+        _STATUS.get(v.status, 3),
+        0 if v.blocking else 1,
+        v.code,
+        v.sku or "",
+        v.group or "",
+        v.message,
+        v.users,
+        str(v.source or ""),
+    )
+
+
+def make_plan(
+    policy: Policy,
+    state: TenantState,
+    *,
+    catalog: Catalog | None = None,
+    force: bool = False,
+    now: dt.datetime | Clock | None = None,
+) -> Plan:
+    """Plan the changes that make `state` match `policy`, with predicted license errors and
+    safety checks. Raises WrongTenantError when the policy names another tenant."""
+    catalog = catalog or load_catalog()
+    res: Resolution = resolve(policy, state, catalog)
+    changes = diff(policy, state, res, catalog)
+    pred = predict(state, res, changes, catalog, _touched(state, changes))
+    actions = [*changes.actions, *_reprocess(state, changes, pred)]
+    violations = [
+        *res.violations,
+        *changes.violations,
+        *pred.violations,
+        *check_safety(policy, state, actions, pred.before, pred.after, pred.skus),
+    ]
+    return Plan(
+        tool_version=__version__,
+        tenant_id=state.organization.id,
+        created_at=_created_at(now),
+        policy_digest=policy.digest,
+        state_fingerprint=state.fingerprint(),
+        actions=tuple(actions),
+        violations=tuple(sorted(violations, key=violation_order)),
+        forced=force,
+        prediction={uid: pred.states[uid] for uid in sorted(pred.states)},
+    )
