@@ -234,6 +234,16 @@ def test_msal_gets_a_token_with_a_certificate_assertion_signed_ps256(
     assert "access_token" in result, result
 
 
+def test_msal_with_thumbprint_and_public_certificate_signs_rs256_with_x5c(
+    server: RunningServer, app_cert: tuple[str, str, str]
+) -> None:
+    # what the product's own certificate credential hands msal (AZURE_CLIENT_CERTIFICATE_PATH)
+    key_pem, cert_pem, thumbprint = app_cert
+    credential = {"private_key": key_pem, "thumbprint": thumbprint.upper(), "public_certificate": cert_pem}
+    result = confidential(server, CERT_APP, credential).acquire_token_for_client(scopes=GRAPH_SCOPE)
+    assert "access_token" in result, result
+
+
 def test_wrong_secret_is_refused_like_entra(server: RunningServer) -> None:
     result = confidential(server, RW_APP, "not-the-secret").acquire_token_for_client(scopes=GRAPH_SCOPE)
     assert "access_token" not in result
@@ -429,6 +439,13 @@ def test_discovery_document_points_at_the_emulator(server: RunningServer) -> Non
     assert doc["token_endpoint"] == f"{server.base_url}/{TENANT_ID}/oauth2/v2.0/token"
     assert doc["issuer"] == f"{server.base_url}/{TENANT_ID}/v2.0"
     assert doc["authorization_endpoint"].startswith(server.base_url)
+
+
+def test_token_endpoint_only_accepts_post(server: RunningServer) -> None:
+    with httpx.Client(verify=tls_context(server), trust_env=False) as client:
+        reply = client.get(f"{server.base_url}/{TENANT_ID}/oauth2/v2.0/token")
+    assert reply.status_code == 400
+    assert reply.json()["error_codes"] == [900561]
 
 
 # --------------------------------------------------------------------------- Graph's token checks

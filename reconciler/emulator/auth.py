@@ -668,7 +668,7 @@ class TokenService:
     def routes(self) -> list[BaseRoute]:
         """Starlette routes: token endpoint, discovery document, (empty) signing keys."""
         return [
-            Route("/{tenant}/oauth2/v2.0/token", self._token_endpoint, methods=["POST"]),
+            Route("/{tenant}/oauth2/v2.0/token", self._token_endpoint, methods=["GET", "POST"]),
             Route(
                 "/{tenant}/v2.0/.well-known/openid-configuration", self._discovery_endpoint, methods=["GET"]
             ),
@@ -678,6 +678,14 @@ class TokenService:
     async def _token_endpoint(self, request: Request) -> Response:
         tenant = request.path_params["tenant"]
         correlation = request.headers.get("client-request-id")
+        if request.method != "POST":
+            exc = EntraError(
+                400,
+                "invalid_request",
+                900561,
+                f"The endpoint only accepts POST, OPTIONS requests. Received a {request.method} request.",
+            )
+            return _entra_response(exc, correlation, self._clock())
         try:
             form = await _read_form(request)
             base = _request_base(request)
