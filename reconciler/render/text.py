@@ -115,6 +115,7 @@ def _colorize(lines: list[str]) -> str:
         file=buf,
         force_terminal=True,
         color_system="standard",
+        no_color=False,  # the caller decided (it honours NO_COLOR)
         width=10_000,
         soft_wrap=True,
         highlight=False,
