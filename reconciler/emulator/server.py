@@ -402,25 +402,6 @@ class EmulatorSettings:
             raise UsageError(f"--processing-delay must be 0 or more seconds, not {self.processing_delay:g}")
 
 
-def _load_app_factory() -> tuple[Callable[..., ASGIApp], Callable[..., object]]:
-    """`create_app` and its options class from reconciler.emulator.app (imported lazily)."""
-    import importlib
-
-    try:
-        module = importlib.import_module("reconciler.emulator.app")
-    except ImportError as exc:
-        raise ServerStartError(
-            f"the emulator's Graph app cannot be loaded ({exc}); this build of reconciler has no emulator"
-        ) from exc
-    factory = getattr(module, "create_app", None)
-    options = getattr(module, "EmulatorOptions", None)
-    if factory is None or options is None:
-        raise ServerStartError(
-            "reconciler.emulator.app lacks create_app/EmulatorOptions; this build has no emulator"
-        )
-    return factory, options
-
-
 def _open_tenant(settings: EmulatorSettings, seed: Mapping[str, Any], say: Callable[[str], None]) -> Store:
     """The tenant database: reused when it came from this seed, (re)created from the seed otherwise."""
     from reconciler.emulator.store import Store
@@ -453,19 +434,20 @@ def serve_emulator(settings: EmulatorSettings, *, say: Callable[[str], None]) ->
 
     settings.check()
     seed = load_seed(settings.seed)  # SeedError (exit 3) names the file and every problem
-    factory, options_cls = _load_app_factory()
+    from reconciler.emulator.app import EmulatorOptions, create_app
+
     store = _open_tenant(settings, seed, say)
     try:
         tokens = TokenService.from_seed(
             {"organization": store.organization, "applications": store.applications()}
         )
-        options = options_cls(
+        options = EmulatorOptions(
             latency_ms=settings.latency_ms,
             fail_rate=settings.fail_rate,
             throttle=settings.throttle,
             processing_delay=settings.processing_delay,
         )
-        asgi = factory(store, token_service=tokens, options=options)
+        asgi = create_app(store, token_service=tokens, options=options)
         state_dir = settings.db.parent if settings.db.parent != Path() else Path.cwd()
 
         def ready(info: ServerInfo) -> None:
@@ -491,13 +473,14 @@ def connection_help(info: ServerInfo, tokens: TokenService, *, db: Path | None =
     lines.append(
         f"  authority:  {info.base_url}  (token endpoint {info.base_url}/{tokens.tenant_id}/oauth2/v2.0/token)"
     )
-    if info.ca_path is not None:
-        lines.append(f"  CA:         {info.ca_path}")
+    ca_path = info.ca_path.absolute() if info.ca_path is not None else None
+    if ca_path is not None:
+        lines.append(f"  CA:         {ca_path}")
     if db is not None:
         lines.append(f"  database:   {db}")
     flags = [f"--authority {info.base_url}", f"--graph-url {info.graph_url}"]
-    if info.ca_path is not None:
-        flags.append(f"--ca-bundle {shlex.quote(str(info.ca_path))}")
+    if ca_path is not None:
+        flags.append(f"--ca-bundle {shlex.quote(str(ca_path))}")
     flags.append(f"--tenant-id {tokens.tenant_id}")
     apps = tokens.applications
     if apps:
