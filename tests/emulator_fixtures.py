@@ -217,3 +217,54 @@ def big_seed(users: int, per_group: int = 1000) -> dict[str, Any]:
         )
     s["groups"] = groups
     return s
+
+
+# ----------------------------------------------------------------------------- app helpers
+
+
+class Tenant:
+    """A store, its token service and an in-process client of the Graph app."""
+
+    def __init__(self, db_path: str, options: Any = None, seed_doc: dict[str, Any] | None = None) -> None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from starlette.testclient import TestClient
+
+        from reconciler.emulator.app import EmulatorOptions, create_app
+        from reconciler.emulator.auth import TokenService
+        from reconciler.emulator.store import Store
+
+        doc = seed_doc or seed()
+        self.store = Store.create(db_path, doc, rules=RULES)
+        self.tokens = TokenService.from_seed(doc)
+        self.app = create_app(self.store, token_service=self.tokens, options=options or EmulatorOptions())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.client = TestClient(self.app, base_url="https://127.0.0.1:8443")
+        self.client.__enter__()
+        self.admin = {"Authorization": f"Bearer {self.tokens.issue_access_token(ADMIN_APP)}"}
+        self.reader = {"Authorization": f"Bearer {self.tokens.issue_access_token(READER_APP)}"}
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> Any:
+        return self.client.get(url, headers={**self.admin, **(headers or {})})
+
+    def post(self, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(url, json=body, headers={**self.admin, **(headers or {})})
+
+    def patch(self, url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.client.patch(url, json=body, headers={**self.admin, **(headers or {})})
+
+    def delete(self, url: str, headers: dict[str, str] | None = None) -> Any:
+        return self.client.delete(url, headers={**self.admin, **(headers or {})})
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+        self.store.close()
+
+
+def states(store: Any, user_id: str) -> list[tuple[str, str | None, str, str]]:
+    """(sku, group, state, error) of a user's license states in the store."""
+    u = store.users[user_id]
+    return sorted((s.state.sku_id, s.state.assigned_by_group, s.state.state, s.state.error) for s in u.states)

@@ -181,20 +181,19 @@ class _Parser:
             value = self.expect("lit")
             self.expect("punct", ")")
             return Compare(path, low, value)
-        if self.peek() == ("punct", "/"):
+        head, _, last = str(name).rpartition("/")
+        if head and last.lower() in ("any", "all") and self.peek() == ("punct", "("):
             # collection/any(x: ...)
+            if last.lower() != "any":
+                raise unsupported(f"Unsupported lambda operator '{last}'.")
             self.i += 1
-            func = str(self.expect("name")).lower()
-            if func != "any":
-                raise unsupported(f"Unsupported lambda operator '{func}'.")
-            self.expect("punct", "(")
             inner_var = str(self.expect("name"))
             self.expect("punct", ":")
             inner = self.primary(inner_var)
             self.expect("punct", ")")
             if not isinstance(inner, Compare):
                 raise self.error()
-            return AnyOf(self._split(str(name), None), inner)
+            return AnyOf(self._split(head, var), inner)
         path = self._split(str(name), var)
         op = str(self.expect("name")).lower()
         if op == "in":

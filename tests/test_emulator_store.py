@@ -1,0 +1,178 @@
+"""The emulator's durable store: seeding, persistence across restarts, snapshots, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from emulator_fixtures import (
+    E1,
+    E3,
+    G_E3,
+    G_PROJECT,
+    G_SALES,
+    PROJECT,
+    RULES,
+    SP_ENT,
+    SWAY,
+    big_seed,
+    gid,
+    seed,
+    states,
+    uid,
+)
+
+from reconciler.emulator.store import COMPLETE, QUEUED, Store, StoreError
+from reconciler.licensing import License
+
+
+def test_seed_computes_inherited_licenses_and_consumed_units(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", seed(), rules=RULES)
+    # alice, bob, carol are direct members of LIC-E3; the nested Sales group's members are not licensed
+    for n in (1, 2, 3):
+        assert states(store, uid(n)) == [(E3, G_E3, "Active", "None")]
+    assert states(store, uid(5)) == []
+    assert store.users[uid(1)].assigned == (License(E3, frozenset({SWAY})),)
+    assert store.consumed == {E1: 1, E3: 3, PROJECT: 0}
+    assert store.groups[G_E3].processing_state == COMPLETE
+
+
+def test_restart_keeps_every_change(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = Store.create(db, seed(), rules=RULES)
+    store.assign_user_licenses(uid(5), [License(E1)], [])
+    store.update_user(uid(7), {"usageLocation": "FR"})
+    store.create_group({"id": gid(50), "displayName": "New", "securityEnabled": True, "mailEnabled": False})
+    store.add_member(gid(50), uid(8))
+    store.assign_group_licenses(G_SALES, [License(E1)], [])
+    before = store.snapshot()
+    pending = store.pending()
+    store.close()
+
+    reopened = Store.open(db, rules=RULES)
+    assert reopened.snapshot() == before
+    assert reopened.pending() == pending  # queued processing survives the restart
+    assert reopened.groups[G_SALES].processing_state == QUEUED
+    assert reopened.drain() == 1
+    assert states(reopened, uid(6)) == [(E1, G_SALES, "Active", "None")]
+    reopened.close()
+
+
+def test_open_or_create_reuses_a_db_from_the_same_seed_and_tells_a_different_one(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = Store.open_or_create(db, seed(), rules=RULES)
+    store.assign_user_licenses(uid(5), [License(E1)], [])
+    store.close()
+    again = Store.open_or_create(db, seed(), rules=RULES)
+    assert again.same_seed(seed())
+    assert [lic.sku_id for lic in again.users[uid(5)].direct.values()] == [E1]
+    again.close()
+
+    other = seed()
+    other["users"][0]["displayName"] = "Alicia"
+    kept = Store.open_or_create(db, other, rules=RULES)
+    assert not kept.same_seed(other)  # opened as it is; the caller decides
+    kept.close()
+    fresh = Store.open_or_create(db, other, rules=RULES, reseed_if_changed=True)
+    assert fresh.same_seed(other)
+    assert fresh.users[uid(5)].direct == {}
+    fresh.close()
+
+
+def test_snapshot_round_trips(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "a.db", seed(), rules=RULES)
+    store.assign_user_licenses(uid(4), [License(E3, frozenset({SP_ENT}))], [])
+    store.assign_group_licenses(G_PROJECT, [License(PROJECT), License(E3)], [])
+    store.add_member(G_PROJECT, uid(9))
+    store.drain()
+    snap = store.snapshot()
+    again = Store.create(tmp_path / "b.db", snap, rules=RULES)
+    assert again.snapshot() == snap
+    # users carry direct assignments as assignedLicenses and the computed states as history
+    dave = next(u for u in snap["users"] if u["id"] == uid(4))
+    assert sorted(x["skuId"] for x in dave["assignedLicenses"]) == sorted([E1, E3])
+    assert {s["skuId"] for s in dave["licenseAssignmentStates"]} == {E1, E3}
+    skus = {s["skuId"]: s["consumedUnits"] for s in snap["subscribedSkus"]}
+    assert skus[E3] == 4 and skus[PROJECT] == 0  # E3 has 4 seats: ivan is refused
+    ivan = next(u for u in snap["users"] if u["id"] == uid(9))
+    assert {(s["skuId"], s["error"]) for s in ivan["licenseAssignmentStates"]} == {
+        (E3, "CountViolation"),
+        (PROJECT, "Other"),
+    }
+
+
+def test_direct_assignment_errors_leave_the_store_unchanged(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", seed(), rules=RULES)
+    before = store.snapshot()
+    with pytest.raises(StoreError) as err:
+        store.assign_user_licenses(uid(7), [License(E1)], [])  # grace has no usage location
+    assert err.value.message == "License assignment cannot be done for user with invalid usage location."
+    with pytest.raises(StoreError) as err:
+        store.assign_user_licenses(uid(1), [], [E3])  # inherited from LIC-E3
+    assert "inherited from a group membership" in err.value.message
+    assert store.snapshot() == before
+
+
+def test_partial_recomputation_equals_a_full_one(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", seed(), rules=RULES)
+    # a series of changes that compete for E3 seats (4) and conflict on SharePoint plans
+    store.assign_group_licenses(G_PROJECT, [License(PROJECT), License(E3)], [])
+    for n in (4, 5, 8, 9):
+        store.add_member(G_PROJECT, uid(n))
+    store.drain()
+    store.assign_group_licenses(G_SALES, [License(E1)], [])
+    store.remove_member(G_E3, uid(2))
+    store.drain()
+    store.reprocess_user(uid(9))
+    partial = {u: states(store, u) for u in store.users}
+    consumed = dict(store.consumed)
+    store.recompute_all()
+    assert {u: states(store, u) for u in store.users} == partial
+    assert store.consumed == consumed
+
+
+def test_fifty_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    doc = seed()
+    doc["users"] += [
+        {"id": uid(1000 + i), "userPrincipalName": f"w{i}@contoso.com", "usageLocation": "US", "proxyAddresses": []}
+        for i in range(50)
+    ]
+    store = Store.create(tmp_path / "t.db", doc, rules=RULES)
+    barrier = threading.Barrier(50)
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            barrier.wait()
+            store.update_user(uid(1000 + i), {"jobTitle": f"job {i}"})
+            store.add_member(G_SALES, uid(1000 + i))
+            store.create_group({"id": gid(1000 + i), "displayName": f"G{i}", "securityEnabled": True})
+            store.add_member(gid(1000 + i), uid(1000 + i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store.close()
+    reopened = Store.open(tmp_path / "t.db", rules=RULES)
+    sales = reopened.groups[G_SALES].members
+    for i in range(50):
+        assert reopened.users[uid(1000 + i)].data["jobTitle"] == f"job {i}"
+        assert uid(1000 + i) in sales
+        assert list(reopened.groups[gid(1000 + i)].members) == [uid(1000 + i)]
+    assert len(sales) == 52
+
+
+def test_loads_a_large_tenant_in_one_transaction(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", big_seed(5000), rules=RULES)
+    assert store.consumed[E1] == 5000
+    store.close()
+    reopened = Store.open(tmp_path / "t.db", rules=RULES)
+    assert len(reopened.users) == 5000
+    assert reopened.consumed[E1] == 5000
+    assert states(reopened, uid(100)) == [(E1, gid(100), "Active", "None")]
