@@ -46,6 +46,11 @@ def _esc(text: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", out)
 
 
+def _html(text: str) -> str:
+    """Escape text for an HTML element (a <summary>): no tags, one line."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", html.escape(text, quote=False))
+
+
 def _cell(text: str | None) -> str:
     if not text:
         return ""
@@ -140,7 +145,7 @@ def _user_list(v: Violation, cap: int | None) -> str:
     if more:
         body += (", " if body else "") + f"... and {more:,} more (list cut to fit)"
     return (
-        f"<details><summary>{_esc(label)}: {plural(len(v.users), 'user')}</summary>\n\n{body}\n\n</details>\n"
+        f"<details><summary>{_html(label)}: {plural(len(v.users), 'user')}</summary>\n\n{body}\n\n</details>\n"
     )
 
 
@@ -155,7 +160,7 @@ def _user_lists(plan: Plan, cap: int | None) -> str:
 def _section_block(sec: Section, lines: Sequence[str], cut: int = 0) -> str:
     opening, closing = _fence(lines)
     tally = sec.tally
-    summary = f"<b>{_esc(sec.title)}</b>" + (f": {tally}" if tally else "")
+    summary = f"<b>{_html(sec.title)}</b>" + (f": {tally}" if tally else "")
     body = list(lines)
     if cut:
         body.append(f"... {plural(cut, 'more line')} cut to fit")
