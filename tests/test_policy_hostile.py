@@ -3,10 +3,12 @@ path), never a traceback. Includes a property-based test over more than 1,000 do
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,7 @@ def test_python_tags_are_never_executed(tmp_path: Path) -> None:
 # --- property-based -------------------------------------------------------------------------------
 
 _TMP = Path(tempfile.mkdtemp(prefix="reconciler-hypothesis-"))
+atexit.register(shutil.rmtree, _TMP, True)
 BASE: dict[str, Any] = yaml.safe_load(VALID)
 
 scalars = st.one_of(
