@@ -176,3 +176,27 @@ def test_loads_a_large_tenant_in_one_transaction(tmp_path: Path) -> None:
     assert len(reopened.users) == 5000
     assert reopened.consumed[E1] == 5000
     assert states(reopened, uid(100)) == [(E1, gid(100), "Active", "None")]
+
+
+def test_rules_default_to_the_seed_contract(tmp_path: Path) -> None:
+    from reconciler.emulator.seed import seed_rules
+
+    store = Store.create(tmp_path / "t.db", seed())  # no rules given: seed.seed_rules decides
+    assert store.rules == seed_rules(seed())
+    store.close()
+    assert Store.open(tmp_path / "t.db").rules == seed_rules(seed())
+
+
+def test_sample_tenant_loads_with_the_states_licensing_computes(tmp_path: Path) -> None:
+    from reconciler.emulator.seed import licensing_input_from_seed, load_seed, seed_rules
+    from reconciler.licensing import compute
+
+    sample = load_seed(Path(__file__).resolve().parents[1] / "examples" / "sample-tenant.json")
+    expected = compute(licensing_input_from_seed(sample, seed_rules(sample)))
+    store = Store.create(tmp_path / "t.db", sample)
+    for user_id, rec in store.users.items():
+        want = expected.users.get(user_id)
+        assert tuple(s.state for s in rec.states) == (want.states if want else ()), rec.upn
+        assert rec.assigned == (tuple(sorted(want.assigned)) if want else ())
+    assert store.consumed == dict(expected.consumed)
+    assert Store.create(tmp_path / "again.db", store.snapshot()).snapshot() == store.snapshot()

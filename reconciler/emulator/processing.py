@@ -33,16 +33,11 @@ if TYPE_CHECKING:
 
 
 def rules_for_tenant(store: Store) -> Rules:
-    """Bundled rule table extended with the seed's ``emulator.rules``, in plan ids."""
-    from reconciler import catalog
+    """The rules Entra enforces in this tenant, decided by ``seed.seed_rules`` (the tenant
+    schema's contract: the seed's ``emulator.rules`` when present, else the bundled table)."""
+    from reconciler.emulator.seed import seed_rules
 
-    cat = catalog.load_catalog()
-    table = catalog.bundled_rules()
-    seed_rules = store.emulator.get("rules")
-    if seed_rules:
-        table = table.extend(seed_rules, "seed: emulator.rules")
-    extra = sorted({(name, pid) for pid, name in store.sku_plan_names().items() if name})
-    return table.to_rules(cat, extra)
+    return seed_rules({"emulator": store.emulator, "subscribedSkus": list(store.skus.values())})
 
 
 def _licensing_user(u: UserRecord) -> LicensingUser:
