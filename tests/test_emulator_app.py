@@ -171,6 +171,15 @@ def test_count_needs_consistency_level_eventual(tenant: Tenant) -> None:
     assert r["@odata.count"] == 3
 
 
+def test_count_segment(tenant: Tenant) -> None:
+    eventual = {"ConsistencyLevel": "eventual"}
+    r = tenant.get("/v1.0/users/$count", eventual)
+    assert (r.status_code, r.text, r.headers["content-type"].split(";")[0]) == (200, "10", "text/plain")
+    assert tenant.get("/v1.0/users/$count?$filter=usageLocation ne 'US'", eventual).text == "2"
+    assert tenant.get("/v1.0/groups/$count", eventual).text == "3"
+    assert error_of(tenant.get("/v1.0/users/$count"))[:2] == (400, "Request_BadRequest")
+
+
 def test_members_memberof_license_details(tenant: Tenant) -> None:
     members = tenant.get(f"/v1.0/groups/{G_E3}/members")
     assert members.headers["x-ms-resource-unit"] == "3"

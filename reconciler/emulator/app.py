@@ -159,6 +159,7 @@ class Result:
     status: int
     body: Any = None  # JSON value, or None for no content
     headers: dict[str, str] = field(default_factory=dict)
+    text: str | None = None  # a text/plain body instead (GET .../$count)
 
 
 @dataclass
@@ -214,12 +215,17 @@ class _Route:
 _ROUTES: list[_Route] = []
 
 
-def route(method: str, template: str, operation: str) -> Callable[[Handler], Handler]:
-    """Register a Graph route; `{name}` in the template matches one path segment."""
+def route(method: str, template: str, operation: str, *, first: bool = False) -> Callable[[Handler], Handler]:
+    """Register a Graph route; `{name}` in the template matches one path segment. `first`: try it
+    before the routes registered so far (a literal segment that `{id}` would also match)."""
     regex = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "/?$"
 
     def deco(fn: Handler) -> Handler:
-        _ROUTES.append(_Route(method, re.compile(regex, re.IGNORECASE), template, operation, fn))
+        entry = _Route(method, re.compile(regex, re.IGNORECASE), template, operation, fn)
+        if first:
+            _ROUTES.insert(0, entry)
+        else:
+            _ROUTES.append(entry)
         return fn
 
     return deco
@@ -474,7 +480,20 @@ class GraphApi:
         return g.data.get(name)
 
     def render_user(self, u: UserRecord, q: odata.Query, *, typed: bool = False) -> dict[str, Any]:
-        obj = odata.select(self.user_json(u), q.select, USER_DEFAULT, "user")
+        names = q.select or USER_DEFAULT
+        if "*" in names:
+            obj = odata.select(self.user_json(u), q.select, USER_DEFAULT, "user")
+        else:
+            obj = {}
+            for name in names:
+                if name == "assignedLicenses":
+                    obj[name] = [{"disabledPlans": sorted(x.disabled_plans), "skuId": x.sku_id} for x in u.assigned]
+                elif name == "licenseAssignmentStates":
+                    obj[name] = [s.to_graph() for s in u.states]
+                elif name == "assignedPlans":
+                    obj[name] = self.assigned_plans(u)
+                else:
+                    obj.update(odata.select(u.data, (name,), (), "user"))
         return {"@odata.type": "#microsoft.graph.user", **obj} if typed else obj
 
     def render_group(self, g: GroupRecord, q: odata.Query, *, typed: bool = False) -> dict[str, Any]:
@@ -964,6 +983,48 @@ def _members_with_errors(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
         )
 
 
+# ---------------------------------------------------------------------------- $count
+
+
+def _count(api: GraphApi, call: Call, entity: str) -> Result:
+    if not call.headers.get("consistencylevel", "").lower() == "eventual":
+        raise GraphHTTPError(400, "Request_BadRequest", "$count is not currently supported.")
+    params = [(k, v) for k, v in call.params if k.lower().lstrip("$") != "count"]
+    q = odata.parse_query([*params, ("$count", "true")], call.headers, entity=entity, collection=True)
+    with api.store.lock:
+        if entity == "user":
+            ids: Sequence[str] = api.store.user_order
+            matches = _user_filter(api, q)
+        else:
+            groups = api.store.groups
+            errors: set[str] | None = None
+
+            def with_errors() -> set[str]:
+                nonlocal errors
+                if errors is None:
+                    errors = api.store.groups_with_errors()
+                return errors
+
+            node = q.filter
+            ids = api.store.group_order
+
+            def matches(gid: str) -> bool:
+                return node is None or odata.evaluate(node, lambda n: api.group_prop(groups[gid], n, with_errors))
+
+        total = sum(1 for oid in ids if matches(oid))
+    return Result(200, None, {}, str(total))
+
+
+@route("GET", "/users/$count", Operation.USERS_READ, first=True)
+def _users_count(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
+    return _count(api, call, "user")
+
+
+@route("GET", "/groups/$count", Operation.GROUPS_READ, first=True)
+def _groups_count(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
+    return _count(api, call, "group")
+
+
 # ---------------------------------------------------------------------------- the ASGI app
 
 
@@ -1047,6 +1108,8 @@ def create_app(
                 "request-id": request_id,
                 "client-request-id": client_id,
             }
+        if result.text is not None:
+            return Response(result.text, status_code=result.status, headers=headers, media_type="text/plain")
         if result.body is None:
             return Response(status_code=result.status, headers=headers)
         return JSONResponse(result.body, status_code=result.status, headers=headers)
@@ -1151,12 +1214,12 @@ def _run_batch(api: GraphApi, call: Call) -> Result:
         result = _run_one(api, sub)
         units = int(result.headers.get("x-ms-resource-unit", "0") or 0)
         api.stats.record(sub.route or f"{sub.method} /v1.0{sub.path}", result.status, units, batch_item=True, app_id=call.principal.app_id)
-        body = result.body
+        body: Any = result.body if result.text is None else result.text
         if isinstance(body, dict) and "error" in body:
             body["error"]["innerError"] = {"date": graph_date(), "request-id": request_id, "client-request-id": request_id}
         headers = {"request-id": request_id, **result.headers}
         if body is not None:
-            headers.setdefault("Content-Type", "application/json")
+            headers.setdefault("Content-Type", "text/plain" if result.text is not None else "application/json")
         return batch_mod.ItemResult(result.status, headers, body)
 
     try:
