@@ -14,11 +14,11 @@ def test_one_command_per_located_violation() -> None:
     assert out == [
         "::error file=policies/groups.yaml,line=4,col=9,title=MutuallyExclusiveViolation::"
         "SHAREPOINTSTANDARD (from LIC-E1-Kiosk) and SHAREPOINTENTERPRISE (from LIC-E3-Base) cannot both be "
-        "enabled. (2 users)%0AResolution: Disable SHAREPOINTSTANDARD in LIC-E1-Kiosk, or remove the user from "
+        "enabled.%0AResolution: Disable SHAREPOINTSTANDARD in LIC-E1-Kiosk, or remove the user from "
         "one of the groups.",
         "::warning file=policies/groups.yaml,line=2,col=5,title=NestedGroup::"
         "LIC-E3-Base contains the group Sales-EU; its 5 members will not be licensed (nested groups are "
-        "ignored). (5 users)%0AResolution: Add the users as direct members of LIC-E3-Base.",
+        "ignored).%0AResolution: Add the users as direct members of LIC-E3-Base.",
     ]
 
 

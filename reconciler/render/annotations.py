@@ -37,8 +37,6 @@ def github_annotation(v: Violation) -> str | None:
         f"title={escape_property(v.code)}",
     ]
     message = v.message
-    if v.users:
-        message += f" ({len(v.users):,} user{'s' if len(v.users) != 1 else ''})"
     if v.resolution:
         message += f"\nResolution: {v.resolution}"
     return f"::{command} {','.join(props)}::{escape_data(message)}"
