@@ -38,8 +38,17 @@ LICENSE_CODES = (
     "UniquenessViolation",
     "Other",
 )
-POLICY_CODES = ("GroupNotFound", "AmbiguousGroup", "UnknownSku", "UnknownPlan")
-PLANNER_CODES = (*POLICY_CODES, "NestedGroup", "UnsafeRemoval", "NewServicePlans", "UsageLocationFallback")
+POLICY_CODES = ("GroupNotFound", "AmbiguousGroup", "UnknownSku", "UnknownPlan", "UnknownUser")
+PLANNER_CODES = (
+    *POLICY_CODES,
+    "NestedGroup",
+    "UnsafeRemoval",
+    "NewServicePlans",
+    "UsageLocationFallback",
+    "UnmanagedGroup",  # a licensed group no policy names (unmanagedGroups: report)
+    "RedundantDirectLicense",  # a direct license the user's groups already give (directLicenses)
+    "DirectLicenseKept",  # a direct license enabling plans its groups switch off: not removed
+)
 
 # violation.status: does the plan cause it, does it exist already, does the plan fix it
 NEW = "new"
