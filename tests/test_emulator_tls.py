@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msal
@@ -302,7 +303,6 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str
 
 
 def test_serve_end_to_end_msal_then_graph(tmp_path: Path) -> None:
-    pytest.importorskip("reconciler.emulator.app")
     seed = json.loads(SAMPLE_SEED.read_text())
     app = next(a for a in seed["applications"] if "secret" in a)
     tenant = seed["organization"]["id"]
@@ -360,3 +360,13 @@ def test_serve_end_to_end_msal_then_graph(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_start_emulator_fixture_serves_the_sample_tenant(start_emulator: Any) -> None:
+    emu = start_emulator()
+    app = next(a for a in emu.seed["applications"] if "secret" in a)
+    token = emu.tokens.issue_access_token(app["appId"])
+    with httpx.Client(verify=trusting(emu.server.ca_path), trust_env=False) as http:
+        reply = http.get(f"{emu.server.graph_url}/organization", headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 200
+    assert reply.json()["value"][0]["id"] == emu.seed["organization"]["id"]
