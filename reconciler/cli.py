@@ -109,16 +109,14 @@ def show_command(
 
     Exit 0; 3 when the file is missing, corrupt or of an unsupported format_version; 64 for a bad flag.
     """
-    import os
-
     from reconciler.errors import UsageError
     from reconciler.planfile import read_plan
-    from reconciler.render import FORMATS, render
+    from reconciler.render import FORMATS, color_wanted, render
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     plan = read_plan(planfile)
-    color = fmt == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    color = fmt == "text" and color_wanted(sys.stdout)
     sys.stdout.write(render(plan, fmt, color=color, hint=f"reconciler show {planfile}"))
 
 

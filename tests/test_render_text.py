@@ -157,3 +157,17 @@ def test_long_plan_lists_wrap() -> None:
     out = lines(plan)
     assert all(len(line) <= 100 for line in out if "SERVICE_PLAN" in line)
     assert sum(line.count("SERVICE_PLAN_NUMBER_") for line in out) == 30
+
+
+def test_colour_wanted_only_on_a_terminal_without_no_color() -> None:
+    import io
+
+    from reconciler.render import color_wanted
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert color_wanted(Tty(), environ={}) is True
+    assert color_wanted(Tty(), environ={"NO_COLOR": "1"}) is False
+    assert color_wanted(io.StringIO(), environ={}) is False

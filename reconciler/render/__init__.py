@@ -6,9 +6,18 @@
     render_github_annotations(plan) -> str                       `::error file=...` workflow commands
     render(plan, fmt, *, color=False) -> str                     by --format name (text|markdown|json)
     append_step_summary(plan, path=None) -> Path | None          GITHUB_STEP_SUMMARY (1 MiB per step)
+    color_wanted(stream) -> bool                                 colours only on a terminal, never with NO_COLOR
+
+Where the output goes is the CLI's business: the rendering on stdout; the annotations on stderr
+(the GitHub runner reads workflow commands from both streams, and stdout stays clean for
+`--format json | jq`).
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TextIO
 
 from reconciler.plan import Plan
 from reconciler.render.annotations import render_github_annotations
@@ -24,6 +33,7 @@ __all__ = [
     "FORMATS",
     "MARKER",
     "append_step_summary",
+    "color_wanted",
     "render",
     "render_github_annotations",
     "render_json",
@@ -43,3 +53,14 @@ def render(plan: Plan, fmt: str, *, color: bool = False, hint: str = "reconciler
     if fmt == "json":
         return render_json(plan)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def color_wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Colours for the text rendering: only when `stream` is a terminal and NO_COLOR is not set."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
