@@ -93,6 +93,7 @@ is never produced.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -282,7 +283,7 @@ def consumed_units(inp: LicensingInput) -> dict[str, int]:
 # compute: precomputed, input-wide lookups
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _LicInfo:
     """Everything about one License that does not depend on the user."""
 
@@ -295,15 +296,19 @@ class _LicInfo:
     mailbox: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _GroupInfo:
     id: str
     lics: tuple[_LicInfo, ...]
-    sku_ids: tuple[str, ...]
+    sku_ids: frozenset[str]
     plans: frozenset[str]
+    partners: frozenset[str]  # plans exclusive with one of `plans`
     self_exclusive_skus: frozenset[str]  # SKUs with a plan exclusive with another plan of the group
+    deps: tuple[tuple[str, frozenset[str]], ...]  # (sku, any-of prerequisites) of every enabled plan
     prohibited_in: frozenset[str]
     mailbox: bool
+    active_states: tuple[AssignmentState, ...]
+    held: tuple[tuple[str, frozenset[str]], ...]  # (sku, disabled plans)
 
 
 class _Context:
@@ -314,6 +319,7 @@ class _Context:
         self._lic_cache: dict[License, _LicInfo] = {}
         self._state_cache: dict[tuple[str, str | None, frozenset[str], str, str], AssignmentState] = {}
         self._license_cache: dict[tuple[str, frozenset[str]], License] = {}
+        self.prohibited_anywhere: frozenset[str] = frozenset().union(*inp.rules.prohibited_locations.values())
         self.groups: dict[str, _GroupInfo] = {}
         for gid in sorted(inp.groups):
             g = inp.groups[gid]
@@ -360,24 +366,28 @@ class _Context:
             by_sku[lic.sku_id] = lic  # Graph keeps one entry per SKU; the last one wins
         lics = tuple(self.lic_info(by_sku[s]) for s in sorted(by_sku))
         plans: set[str] = set()
-        for li in lics:
-            plans |= li.enabled
-        self_exclusive: set[str] = set()
-        for li in lics:
-            # another plan of the same group (of this SKU or of a sibling) is exclusive with it
-            if not li.partners.isdisjoint(plans):
-                self_exclusive.add(li.sku_id)
+        partners: set[str] = set()
         prohibited: set[str] = set()
         for li in lics:
+            plans |= li.enabled
+            partners |= li.partners
             prohibited |= li.prohibited_in
+        # another plan of the same group (of this SKU or of a sibling) is exclusive with one of its plans
+        self_exclusive = {li.sku_id for li in lics if not li.partners.isdisjoint(plans)}
         return _GroupInfo(
             id=g.id,
             lics=lics,
-            sku_ids=tuple(li.sku_id for li in lics),
+            sku_ids=frozenset(by_sku),
             plans=frozenset(plans),
+            partners=frozenset(partners),
             self_exclusive_skus=frozenset(self_exclusive),
+            deps=tuple((li.sku_id, req) for li in lics for _plan, req in li.deps),
             prohibited_in=frozenset(prohibited),
             mailbox=any(li.mailbox for li in lics),
+            active_states=tuple(
+                self.state(li.sku_id, g.id, li.lic.disabled_plans, ACTIVE, NO_ERROR) for li in lics
+            ),
+            held=tuple((li.sku_id, li.lic.disabled_plans) for li in lics),
         )
 
     def state(
@@ -399,42 +409,51 @@ class _Context:
         return lic
 
 
-@dataclass
+@dataclass(slots=True)
 class _UserFacts:
-    """What the evaluation of one user needs besides the groups: fixed for the whole run."""
+    """What the evaluation of one user needs: fixed for the whole run.
 
-    user: LicensingUser
+    Users with the same facts get the same outcome, so one evaluation serves all of them."""
+
     location: str | None
     groups: list[_GroupInfo]  # in priority order
     direct: tuple[_LicInfo, ...]
     held_before_skus: frozenset[str]  # direct SKUs and SKUs held in `previous`
     # previous group states (Active/ActiveWithError) whose source no longer exists
     old_sources: tuple[AssignmentState, ...]
-    dup_with_user: bool
-    dup_with_other: bool
-    had_mailbox: bool
+    mailbox_conflict: bool  # a proxy address shared with another user, and no mailbox before
+    silent_possible: bool  # a proxy address held by a non-user object, and no mailbox before
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     states: list[AssignmentState]
-    held: dict[str, list[frozenset[str]]]  # sku -> disabled plans of each holding source
+    held: dict[str, frozenset[str]]  # sku -> disabled plans (intersection over holding sources)
     new_claims: list[str]  # held SKUs that need a new seat
+    kept_claims: list[str]  # held SKUs whose seat the user already had
     silent: list[str]
+
+
+_NO_STATES: tuple[AssignmentState, ...] = ()
 
 
 def _user_facts(
     ctx: _Context,
-    user: LicensingUser,
-    group_ids: list[str],
-    addr_users: Mapping[str, int],
+    direct: tuple[License, ...],
+    group_ids: Sequence[str],
+    prev: tuple[AssignmentState, ...],
+    location: str | None,
+    dup_with_user: bool,
+    dup_with_other: bool,
 ) -> _UserFacts:
-    inp = ctx.inp
-    prev = inp.previous.get(user.id, ())
+    groups = [ctx.groups[g] for g in group_ids]  # already in id order
+    if not prev and not direct:
+        silent = dup_with_other and not dup_with_user
+        return _UserFacts(location, groups, (), frozenset(), _NO_STATES, dup_with_user, silent)
     held_groups: set[str] = set()
-    held_skus = {lic.sku_id for lic in user.direct}
+    held_skus = {lic.sku_id for lic in direct}
     had_mailbox = False
-    for lic in user.direct:
+    for lic in direct:
         if ctx.lic_info(lic).mailbox:
             had_mailbox = True
     for st in prev:
@@ -444,54 +463,42 @@ def _user_facts(
                 held_groups.add(st.assigned_by_group)
             if not had_mailbox and ctx.lic_info(ctx.license(st.sku_id, st.disabled_plans)).mailbox:
                 had_mailbox = True
-    groups = [ctx.groups[g] for g in group_ids]
+    old: tuple[AssignmentState, ...] = _NO_STATES
     if held_groups:
         groups.sort(key=lambda g: (g.id not in held_groups, g.id))
-    current = {(g.id, s) for g in groups for s in g.sku_ids}
-    old = tuple(
-        sorted(
-            (
-                st
-                for st in prev
-                if st.assigned_by_group is not None
-                and st.state in HELD_STATES
-                and (st.assigned_by_group, st.sku_id) not in current
-            ),
-            key=lambda st: (st.sku_id, st.assigned_by_group or ""),
+        current = {(g.id, s) for g in groups for s in g.sku_ids}
+        old = tuple(
+            sorted(
+                (
+                    st
+                    for st in prev
+                    if st.assigned_by_group is not None
+                    and st.state in HELD_STATES
+                    and (st.assigned_by_group, st.sku_id) not in current
+                ),
+                key=lambda st: (st.sku_id, st.assigned_by_group or ""),
+            )
         )
-    )
-    location = user.usage_location or inp.tenant_location
-    dup_user = False
-    dup_other = False
-    for a in user.proxy_addresses:
-        if addr_users.get(a, 0) > 1:
-            dup_user = True
-        if a in inp.other_proxy_addresses:
-            dup_other = True
     return _UserFacts(
-        user=user,
         location=location,
         groups=groups,
-        direct=tuple(ctx.lic_info(lic) for lic in user.direct),
+        direct=tuple(ctx.lic_info(lic) for lic in direct),
         held_before_skus=frozenset(held_skus),
         old_sources=old,
-        dup_with_user=dup_user,
-        dup_with_other=dup_other,
-        had_mailbox=had_mailbox,
+        mailbox_conflict=dup_with_user and not had_mailbox,
+        silent_possible=dup_with_other and not dup_with_user and not had_mailbox,
     )
 
 
 def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Outcome:
     """One user's states, given the SKUs for which the user was refused a new seat."""
     direct_plans: set[str] = set()
-    direct_skus: set[str] = set()
     for li in f.direct:
         direct_plans |= li.enabled
-        direct_skus.add(li.sku_id)
     dep_denied: dict[str, dict[str, str]] = {}  # group -> sku -> DependencyViolation
     skus = ctx.inp.skus
-    mailbox_conflict = f.dup_with_user and not f.had_mailbox
-    silent_possible = f.dup_with_other and not f.dup_with_user and not f.had_mailbox
+    mailbox_conflict = f.mailbox_conflict
+    silent_possible = f.silent_possible
     location = f.location
     while True:
         acc = set(direct_plans)
@@ -509,23 +516,24 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
                 for li in g.lics:
                     if location in li.prohibited_in:
                         errs[li.sku_id] = PROHIBITED_IN_USAGE_LOCATION_VIOLATION
-            for li in g.lics:
-                if li.sku_id not in errs and (
-                    li.sku_id in g.self_exclusive_skus or not li.partners.isdisjoint(acc)
-                ):
-                    errs[li.sku_id] = MUTUALLY_EXCLUSIVE_VIOLATION
-            forced = dep_denied.get(g.id)
-            if forced:
-                for s, e in forced.items():
-                    errs.setdefault(s, e)
+            if g.self_exclusive_skus or not g.partners.isdisjoint(acc):
+                for li in g.lics:
+                    if li.sku_id not in errs and (
+                        li.sku_id in g.self_exclusive_skus or not li.partners.isdisjoint(acc)
+                    ):
+                        errs[li.sku_id] = MUTUALLY_EXCLUSIVE_VIOLATION
+            if dep_denied:
+                forced = dep_denied.get(g.id)
+                if forced:
+                    for s, e in forced.items():
+                        errs.setdefault(s, e)
             if mailbox_conflict and g.mailbox:
                 for li in g.lics:
                     if li.mailbox:
                         errs.setdefault(li.sku_id, UNIQUENESS_VIOLATION)
-            if count_denied:
-                for s in g.sku_ids:
-                    if s in count_denied:
-                        errs.setdefault(s, COUNT_VIOLATION)
+            if count_denied and not count_denied.isdisjoint(g.sku_ids):
+                for s in g.sku_ids & count_denied:
+                    errs.setdefault(s, COUNT_VIOLATION)
             if errs:
                 denied.append((g, errs))
             else:
@@ -533,6 +541,7 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
                 acc |= g.plans
         # sources that were removed but must stay because of a dependency (facts 2.9)
         kept: list[AssignmentState] = []
+        union = acc
         if f.old_sources:
             remaining = set(acc)
             for st in f.old_sources:
@@ -544,19 +553,15 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
                     kept.append(st)
                     remaining |= old_plans
             union = remaining
-        else:
-            union = acc
         grew = False
         for g in accepted:
-            for li in g.lics:
-                for _plan, req in li.deps:
-                    if req.isdisjoint(union):
-                        dep_denied.setdefault(g.id, {})[li.sku_id] = DEPENDENCY_VIOLATION
-                        grew = True
-                        break
+            for sku_id, req in g.deps:
+                if req.isdisjoint(union):
+                    dep_denied.setdefault(g.id, {})[sku_id] = DEPENDENCY_VIOLATION
+                    grew = True
         if not grew:
             break
-    return _outcome(ctx, f, direct_skus, accepted, denied, kept, silent)
+    return _outcome(ctx, f, accepted, denied, kept, silent)
 
 
 def _removal_breaks(ctx: _Context, remaining: set[str], old_plans: frozenset[str]) -> bool:
@@ -572,128 +577,179 @@ def _removal_breaks(ctx: _Context, remaining: set[str], old_plans: frozenset[str
 def _outcome(
     ctx: _Context,
     f: _UserFacts,
-    direct_skus: set[str],
     accepted: list[_GroupInfo],
     denied: list[tuple[_GroupInfo, dict[str, str]]],
     kept: list[AssignmentState],
     silent: list[str],
 ) -> _Outcome:
     states: list[AssignmentState] = []
-    held: dict[str, list[frozenset[str]]] = {}
+    held: dict[str, frozenset[str]] = {}
     for li in f.direct:
         states.append(ctx.state(li.sku_id, None, li.lic.disabled_plans, ACTIVE, NO_ERROR))
-        held.setdefault(li.sku_id, []).append(li.lic.disabled_plans)
+        held[li.sku_id] = li.lic.disabled_plans
     for g in accepted:
-        for li in g.lics:
-            states.append(ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ACTIVE, NO_ERROR))
-            held.setdefault(li.sku_id, []).append(li.lic.disabled_plans)
+        states.extend(g.active_states)
+        for sku_id, disabled in g.held:
+            before = held.get(sku_id)
+            held[sku_id] = disabled if before is None else before & disabled
     for g, errs in denied:
         for li in g.lics:
-            states.append(
-                ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ERROR, errs.get(li.sku_id, OTHER))
-            )
+            error = errs.get(li.sku_id, OTHER)
+            states.append(ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ERROR, error))
     for st in kept:
         states.append(
             ctx.state(
                 st.sku_id, st.assigned_by_group, st.disabled_plans, ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
             )
         )
-        held.setdefault(st.sku_id, []).append(st.disabled_plans)
-    new_claims = [s for s in held if s not in f.held_before_skus]
-    return _Outcome(states=states, held=held, new_claims=new_claims, silent=silent)
+        before = held.get(st.sku_id)
+        held[st.sku_id] = st.disabled_plans if before is None else before & st.disabled_plans
+    hb = f.held_before_skus
+    if hb:
+        new_claims = [s for s in held if s not in hb]
+        kept_claims = [s for s in held if s in hb]
+    else:
+        new_claims, kept_claims = list(held), []
+    return _Outcome(states, held, new_claims, kept_claims, silent)
 
 
-def _finish(ctx: _Context, uid: str, out: _Outcome) -> UserLicensing:
-    states = tuple(sorted(out.states, key=lambda st: (st.sku_id, st.assigned_by_group or "")))
-    assigned: list[License] = []
-    for sku_id in sorted(out.held):
-        disabled_sets = out.held[sku_id]
-        disabled = disabled_sets[0]
-        for d in disabled_sets[1:]:
-            disabled = disabled & d
-        assigned.append(ctx.license(sku_id, disabled))
-    return UserLicensing(
-        user_id=uid, states=states, assigned=tuple(assigned), silent_groups=tuple(out.silent)
-    )
+def _state_order(st: AssignmentState) -> tuple[str, str]:
+    return (st.sku_id, st.assigned_by_group or "")
+
+
+def _finish(ctx: _Context, out: _Outcome) -> tuple[tuple[AssignmentState, ...], tuple[License, ...]]:
+    states = tuple(sorted(out.states, key=_state_order)) if len(out.states) > 1 else tuple(out.states)
+    assigned = tuple(ctx.license(s, out.held[s]) for s in sorted(out.held))
+    return states, assigned
+
+
+@dataclass(slots=True)
+class _Entry:
+    facts: _UserFacts
+    outcome: _Outcome  # with unlimited seats
+    users: int = 0  # how many users have these facts
 
 
 def compute(inp: LicensingInput) -> LicensingResult:
     """Compute every user's license states from the tenant's assignments (see the module doc)."""
+    # Hundreds of thousands of small acyclic objects: the cyclic garbage collector would scan them
+    # over and over (about 40% of the run time) and free nothing. It is restored afterwards.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compute(inp)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _compute(inp: LicensingInput) -> LicensingResult:
     ctx = _Context(inp)
+    users = inp.users
+    previous = inp.previous
+    tenant_location = inp.tenant_location
+    prohibited_anywhere = ctx.prohibited_anywhere
 
     # direct user members of licensed security groups, groups in id order
     memberships: dict[str, list[str]] = defaultdict(list)
-    users = inp.users
     for gid in ctx.groups:
-        seen: set[str] = set()
-        for mid in inp.groups[gid].member_ids:
-            if mid in users and mid not in seen:
-                seen.add(mid)
+        for mid in dict.fromkeys(inp.groups[gid].member_ids):
+            if mid in users:
                 memberships[mid].append(gid)
 
-    addr_users: dict[str, int] = defaultdict(int)
-    for user in users.values():
-        for a in user.proxy_addresses:
-            addr_users[a] += 1
+    # proxy addresses held by two users, or by a user and a non-user object
+    first_owner: dict[str, str] = {}
+    dup_users: set[str] = set()
+    for u in users.values():
+        for a in u.proxy_addresses:
+            owner = first_owner.setdefault(a, u.id)
+            if owner != u.id:
+                dup_users.add(owner)
+                dup_users.add(u.id)
+    other_users = {first_owner[a] for a in inp.other_proxy_addresses if a in first_owner}
 
-    outcomes: dict[str, _Outcome] = {}
-    facts: dict[str, _UserFacts] = {}
     candidates = set(memberships)
-    candidates.update(uid for uid in inp.previous if uid in users)
-    for uid, user in users.items():
-        if user.direct:
-            candidates.add(uid)
+    candidates.update(uid for uid in previous if uid in users)
+    candidates.update(uid for uid, u in users.items() if u.direct)
 
+    # every user as if seats were unlimited; users with the same facts share one evaluation
     no_denials: frozenset[str] = frozenset()
+    memo: dict[tuple[object, ...], _Entry] = {}
+    entries: dict[str, _Entry] = {}
     used: dict[str, int] = dict.fromkeys(inp.skus, 0)
     claimants: list[str] = []
+    no_groups: list[str] = []
     for uid in sorted(candidates):
-        f = _user_facts(ctx, users[uid], memberships.get(uid, []), addr_users)
-        out = _evaluate(ctx, f, no_denials)
-        facts[uid] = f
-        outcomes[uid] = out
-        for s in out.held:
-            if s in f.held_before_skus:
-                used[s] = used.get(s, 0) + 1
-        if out.new_claims:
+        user = users[uid]
+        group_ids = memberships.get(uid, no_groups)
+        prev = previous.get(uid, _NO_STATES)
+        location = user.usage_location or tenant_location
+        # the location only matters where a plan is prohibited
+        loc_key = location if location is None or location in prohibited_anywhere else ""
+        dup_user = uid in dup_users
+        dup_other = uid in other_users
+        key = (tuple(group_ids), user.direct, prev, loc_key, dup_user, dup_other)
+        entry = memo.get(key)
+        if entry is None:
+            facts = _user_facts(ctx, user.direct, group_ids, prev, location, dup_user, dup_other)
+            entry = _Entry(facts, _evaluate(ctx, facts, no_denials))
+            memo[key] = entry
+        entries[uid] = entry
+        entry.users += 1
+        if entry.outcome.new_claims:
             claimants.append(uid)
 
+    # seats already held stay held; the rest is free
+    for entry in memo.values():
+        for s in entry.outcome.kept_claims:
+            used[s] = used.get(s, 0) + entry.users
+    free = {s: sku.enabled_units - used.get(s, 0) for s, sku in inp.skus.items()}  # unknown SKU: none
+    free_get = free.get
+
     # new seats, one user at a time in user-id order (claimants is sorted)
+    denied_memo: dict[tuple[int, frozenset[str]], _Outcome] = {}
+    changed: dict[str, _Outcome] = {}  # users whose outcome changed for want of seats
     for uid in claimants:
-        f = facts[uid]
-        out = outcomes[uid]
-        first = out
-        denials: set[str] = set()
+        entry = entries[uid]
+        out = entry.outcome
+        denials = no_denials
         while True:
-            short = [s for s in out.new_claims if _free(inp, used, s) <= 0]
+            short = [s for s in out.new_claims if free_get(s, 0) <= 0]
             if not short:
                 break
-            denials.update(short)
-            out = _evaluate(ctx, f, frozenset(denials))
+            denials = denials.union(short)
+            dkey = (id(entry), denials)
+            again = denied_memo.get(dkey)
+            if again is None:
+                again = _evaluate(ctx, entry.facts, denials)
+                denied_memo[dkey] = again
+            out = again
         for s in out.new_claims:
-            used[s] = used.get(s, 0) + 1
-        if out is not first:
-            for s in first.held:
-                if s in f.held_before_skus and s not in out.held:
-                    used[s] -= 1
-            outcomes[uid] = out
+            free[s] -= 1
+        if out is not entry.outcome:
+            for s in entry.outcome.kept_claims:
+                if s not in out.held:
+                    free[s] = free_get(s, 0) + 1
+            changed[uid] = out
 
     result: dict[str, UserLicensing] = {}
+    finished: dict[int, tuple[UserLicensing, _Outcome, list[int]]] = {}  # id(outcome) -> template, count
+    for uid, entry in entries.items():
+        out = changed.get(uid, entry.outcome) if changed else entry.outcome
+        fin = finished.get(id(out))
+        if fin is None:
+            states, assigned = _finish(ctx, out)
+            fin = (UserLicensing("", states, assigned, tuple(out.silent)), out, [0])
+            finished[id(out)] = fin
+        fin[2][0] += 1
+        template = fin[0]
+        if template.states or template.silent_groups:
+            result[uid] = UserLicensing(uid, template.states, template.assigned, template.silent_groups)
     consumed: dict[str, int] = dict.fromkeys(inp.skus, 0)
-    for uid in sorted(outcomes):
-        out = outcomes[uid]
+    for _template, out, count in finished.values():
         for s in out.held:
-            consumed[s] = consumed.get(s, 0) + 1
-        if out.states or out.silent:
-            result[uid] = _finish(ctx, uid, out)
+            consumed[s] = consumed.get(s, 0) + count[0]
     return LicensingResult(users=result, consumed=consumed)
-
-
-def _free(inp: LicensingInput, used: Mapping[str, int], sku_id: str) -> int:
-    sku = inp.skus.get(sku_id)
-    if sku is None:
-        return 0
-    return sku.enabled_units - used.get(sku_id, 0)
 
 
 # --------------------------------------------------------------------------------------------
