@@ -33,8 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler import licensing
 from reconciler.catalog import Catalog
-from reconciler.licensing import ACTIVE, NO_ERROR, License
+from reconciler.licensing import ACTIVE, NO_ERROR, License, SkuCapacity
 from reconciler.plan import NEW, Action, GraphRequest, ObjectRef, Violation
 from reconciler.planner.resolve import (
     FORM_ENABLED,
@@ -274,7 +275,43 @@ class _Differ:
         if pending:
             self.out.group_licenses[g.key] = self.licenses_after[g.key]
             self.out.processed_groups.add(g.key)
+            self._group_dependency(g)
         return self._one_request(g.key, pending)
+
+    def _group_dependency(self, g: ResolvedGroup) -> None:
+        """Graph refuses a group assignLicense whose add-on lacks its prerequisite in the same
+        group (facts 2.11): say so before apply meets the 400."""
+        skus = {
+            s.sku_id: SkuCapacity(s.sku_id, s.plan_ids, s.enabled_units) for s in self.state.skus.values()
+        }
+        message = licensing.check_group_assignment(self.res.rules, skus, self.licenses_after[g.key])
+        if message is None:
+            return
+        for pid, name in sorted(self.plan_names_by_id().items(), key=lambda kv: -len(kv[0])):
+            message = message.replace(pid, name)
+        self.out.violations.append(
+            Violation(
+                code="DependencyViolation",
+                severity="error",
+                message=f"Graph would refuse the change of {g.name}'s licenses: {message}",
+                resolution=(
+                    "keep or enable the prerequisite plan in the same group (add the product that "
+                    "carries it), or disable the dependent plan"
+                ),
+                group=g.name,
+                status=NEW,
+                source=g.spec.loc,
+            )
+        )
+
+    def plan_names_by_id(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for sku in self.state.skus.values():
+            for p in sku.service_plans:
+                out.setdefault(p.plan_id, p.name or p.plan_id)
+        for pid, entry in self.catalog.plans.items():
+            out.setdefault(pid, entry.name)
+        return out
 
     def _one_request(self, key: str, pending: list[tuple[Action, License | None, str | None]]) -> list[Action]:
         if not pending:
