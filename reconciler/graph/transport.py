@@ -197,6 +197,12 @@ class RetryingTransport(httpx.BaseTransport):
             attempt += 1
             try:
                 response = self.inner.handle_request(request)
+                try:
+                    # read the body here, so a connection dropped mid-body is retried too
+                    response.read()
+                except BaseException:
+                    response.close()
+                    raise
             except CONNECTION_ERRORS as exc:
                 if attempt > policy.max_retries or not self._may_resend_after_drop(request, exc):
                     raise TransportError(
@@ -220,7 +226,6 @@ class RetryingTransport(httpx.BaseTransport):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = retry_after if retry_after is not None else policy.backoff(attempt)
             status = response.status_code
-            response.read()
             response.close()
             if attempt > policy.max_retries or waited + wait > policy.max_total_wait:
                 what = "throttled (429)" if status == 429 else f"unavailable ({status})"
