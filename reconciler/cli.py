@@ -197,6 +197,78 @@ def emulator_generate_command(
         sys.stderr.write(f"wrote {written}\n")
 
 
+@app.command("plan")
+def plan_command(
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Policy files or directories (merged)."),
+    out: str | None = typer.Option(None, "--out", metavar="PLANFILE", help="Also write the plan file (even when blocked)."),
+    fmt: str = typer.Option("text", "--format", help="Output format: text, markdown or json."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 2 when the plan has changes (0: none)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Record that blocking violations are accepted (not policy errors)."),
+    annotations: str | None = typer.Option(
+        None, "--annotations", metavar="github", help="Also print GitHub Actions annotations for violations."
+    ),
+    emulator: str | None = typer.Option(None, "--emulator", metavar="SEED", help="Plan against the built-in emulator."),
+    graph_url: str | None = typer.Option(None, "--graph-url", metavar="URL", help="Graph base URL."),
+    ca_bundle: str | None = typer.Option(None, "--ca-bundle", metavar="FILE", help="Extra CA certificate to trust."),
+    authority: str | None = typer.Option(None, "--authority", metavar="URL", help="Sign-in authority."),
+    tenant_id: str | None = typer.Option(None, "--tenant-id", help="Tenant id (AZURE_TENANT_ID)."),
+    client_id: str | None = typer.Option(None, "--client-id", help="Application id (AZURE_CLIENT_ID)."),
+    device_code: bool = typer.Option(False, "--device-code", help="Interactive sign-in at a terminal."),
+) -> None:
+    """Plan the changes that make the tenant match the policy, with the license errors Entra would record.
+
+    Reads the tenant read-only. Prints the plan on stdout (--format); --out writes the plan file.
+    Exit 0 no changes (or changes without --detailed-exitcode), 2 changes with --detailed-exitcode,
+    3 invalid policy or a plan that blocks (printed first), 4 another tenant, 1 Graph/sign-in error.
+    """
+    from reconciler.errors import EXIT_CHANGES, EXIT_INVALID, UsageError
+    from reconciler.graph.connect import ConnectionOptions
+    from reconciler.planfile import write_plan
+    from reconciler.planner.run import plan_tenant
+    from reconciler.policy import load_policy
+    from reconciler.render import (
+        FORMATS,
+        append_step_summary,
+        color_wanted,
+        render,
+        render_github_annotations,
+    )
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if annotations not in (None, "github"):
+        raise UsageError(f"--annotations must be github, not {annotations!r}")
+    options = ConnectionOptions.resolve(
+        emulator=emulator,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        authority=authority,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        device_code=device_code,
+        read_only=True,
+    )
+    policy = load_policy(paths)
+    plan = plan_tenant(policy, options, force=force)
+    hint = f"reconciler show {out}" if out else "reconciler plan " + " ".join(paths)
+    if out:
+        write_plan(plan, out)
+    color = fmt == "text" and color_wanted(sys.stdout)
+    sys.stdout.write(render(plan, fmt, color=color, hint=hint))
+    if annotations == "github":
+        sys.stdout.write(render_github_annotations(plan))
+    sys.stdout.flush()
+    append_step_summary(plan, hint=hint)
+    if out:
+        sys.stderr.write(f"plan written to {out}\n")
+    if plan.blocked:
+        raise typer.Exit(EXIT_INVALID)
+    if detailed_exitcode and plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:

@@ -64,8 +64,20 @@ def smtp_addresses(proxy_addresses: Iterable[str]) -> frozenset[str]:
 
 
 def sku_capacities(state: TenantState) -> dict[str, SkuCapacity]:
+    """Each SKU's plans and the seats the users of `state` can share: the seats bought, less the
+    seats that users outside `state` hold (subscribedSkus' consumedUnits counts every user; an
+    observed state may hold only the users a plan depends on)."""
+    held: dict[str, int] = {}
+    for u in state.users.values():
+        skus = {lic.sku_id for lic in u.direct_licenses} | u.held_skus()
+        for sku_id in skus:
+            held[sku_id] = held.get(sku_id, 0) + 1
     return {
-        s.sku_id: SkuCapacity(sku_id=s.sku_id, plan_ids=s.plan_ids, enabled_units=s.enabled_units)
+        s.sku_id: SkuCapacity(
+            sku_id=s.sku_id,
+            plan_ids=s.plan_ids,
+            enabled_units=s.enabled_units - max(0, s.consumed_units - held.get(s.sku_id, 0)),
+        )
         for s in state.skus.values()
     }
 
