@@ -679,6 +679,8 @@ def _compute(inp: LicensingInput) -> LicensingResult:
     used: dict[str, int] = dict.fromkeys(inp.skus, 0)
     claimants: list[str] = []
     no_groups: list[str] = []
+    prev_ids: dict[int, int] = {}  # id(previous tuple) -> key; the tuples live as long as `inp`
+    prev_values: dict[tuple[AssignmentState, ...], int] = {}
     for uid in sorted(candidates):
         user = users[uid]
         group_ids = memberships.get(uid, no_groups)
@@ -688,7 +690,12 @@ def _compute(inp: LicensingInput) -> LicensingResult:
         loc_key = location if location is None or location in prohibited_anywhere else ""
         dup_user = uid in dup_users
         dup_other = uid in other_users
-        key = (tuple(group_ids), user.direct, prev, loc_key, dup_user, dup_other)
+        # previous states: hashed once per distinct tuple object (reprocessing shares them)
+        prev_key = prev_ids.get(id(prev)) if prev else 0
+        if prev_key is None:
+            prev_key = prev_values.setdefault(prev, len(prev_values) + 1)
+            prev_ids[id(prev)] = prev_key
+        key = (tuple(group_ids), user.direct, prev_key, loc_key, dup_user, dup_other)
         entry = memo.get(key)
         if entry is None:
             facts = _user_facts(ctx, user.direct, group_ids, prev, location, dup_user, dup_other)
