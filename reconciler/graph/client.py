@@ -274,6 +274,7 @@ class GraphClient:
         self.page_size = page_size
         self.on_write = on_write
         self.stats = RequestStats()
+        self._token_provider = token_provider
         self._closers: list[Callable[[], None]] = []
         self.emulator: Any = None  # set by connect() when it started the built-in emulator
         inner = transport or httpx.HTTPTransport(
@@ -306,6 +307,9 @@ class GraphClient:
     # -- lifecycle
     def close(self) -> None:
         self._http.close()
+        close_tokens = getattr(self._token_provider, "close", None)
+        if callable(close_tokens):
+            close_tokens()
         closers, self._closers = self._closers, []
         for closer in reversed(closers):
             closer()

@@ -401,6 +401,13 @@ class MsalTokenProvider:
     def __repr__(self) -> str:
         return f"MsalTokenProvider(kind={self.credential.kind!r}, authority={self.settings.authority_url!r})"
 
+    def close(self) -> None:
+        """Close msal's HTTP session (its keep-alive connections); tokens are forgotten."""
+        with self._lock:
+            self._token = None
+            self._app = None
+            self._http.close()
+
     def _build(self) -> Any:
         import msal
 
