@@ -171,3 +171,30 @@ def test_colour_wanted_only_on_a_terminal_without_no_color() -> None:
     assert color_wanted(Tty(), environ={}) is True
     assert color_wanted(Tty(), environ={"NO_COLOR": "1"}) is False
     assert color_wanted(io.StringIO(), environ={}) is False
+
+
+def test_usage_location_change_and_user_reprocessing() -> None:
+    base = plan_samples.no_changes()
+    actions = (
+        Action(
+            kind="setUsageLocation",
+            reason="usageLocations.users",
+            request=GraphRequest("PATCH", "/users/u1", {"usageLocation": "FR"}),
+            user=ObjectRef("alice@contoso.com", "u1"),
+            users=("alice@contoso.com",),
+            details={"usageLocation": "FR", "previousUsageLocation": "US"},
+        ),
+        Action(
+            kind="reprocess",
+            reason="usage location changed",
+            request=GraphRequest("POST", "/users/u1/reprocessLicenseAssignment"),
+            user=ObjectRef("alice@contoso.com", "u1"),
+            users=("alice@contoso.com",),
+        ),
+    )
+    out = lines(Plan(**{**base.__dict__, "actions": actions}))
+    assert "  # usage locations (1 to add)" in out
+    assert "  + alice@contoso.com: US -> FR" in out
+    assert "  # reprocess users (1 to change)" in out
+    assert "  ~ alice@contoso.com" in out
+    assert out[-1] == "Plan: 1 to assign, 1 to change, 0 to remove, 1 user affected, 0 violations."
