@@ -504,6 +504,13 @@ def test_request_ids_resource_units_and_stats(tenant: Tenant) -> None:
     assert GUID.match(r.headers["request-id"])
     assert r.headers["x-ms-resource-unit"] == "1"  # GET users 2, $select -1
     tenant.get(f"/v1.0/groups/{G_E3}/members?$top=5")  # 3 - 1
+    assert tenant.get(f"/v1.0/users/{uid(404)}").headers["x-ms-resource-unit"] == "2"
+    assert tenant.client.get("/v1.0/subscribedSkus").headers["x-ms-resource-unit"] == "3"  # 401
+    batch = tenant.post("/v1.0/$batch", {"requests": [{"id": "1", "method": "GET", "url": "/subscribedSkus"}]})
+    assert batch.headers["x-ms-resource-unit"] == "3"
+    tenant.post("/_emulator/reset-stats")
+    r = tenant.get("/v1.0/users?$select=id")
+    tenant.get(f"/v1.0/groups/{G_E3}/members?$top=5")
     stats = tenant.get("/_emulator/stats").json()
     assert stats["requests"]["total"] == 2
     assert stats["requests"]["byRoute"] == {"GET /v1.0/users": 1, "GET /v1.0/groups/{id}/members": 1}

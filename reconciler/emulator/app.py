@@ -332,20 +332,29 @@ class GraphApi:
         return cost, verdict
 
     def handle(self, call: Call) -> Result:
+        units = request_cost(call.method, call.path, dict(call.params))[0]
+        try:
+            result = self._handle(call)
+        except GraphHTTPError as exc:
+            exc.headers.setdefault("x-ms-resource-unit", str(units))
+            raise
+        result.headers.setdefault("x-ms-resource-unit", str(units))
+        return result
+
+    def _handle(self, call: Call) -> Result:
         r, m = self.match(call.method, call.path)
         call.route = f"{call.method} /v1.0{r.template}"
         try:
             require_permission(call.principal, r.operation)
         except GraphAuthError as exc:
             raise GraphHTTPError(exc.status, exc.code, exc.message, exc.headers) from None
-        cost, verdict = self.throttle(call)
+        _cost, verdict = self.throttle(call)
         try:
             result = r.handler(self, call, m)
         except StoreError as exc:
             raise GraphHTTPError(exc.status, exc.code, exc.message) from None
         except odata.ODataError as exc:
             raise GraphHTTPError(exc.status, exc.code, exc.message) from None
-        result.headers.setdefault("x-ms-resource-unit", str(cost))
         if verdict is not None and verdict.usage >= 0.8:
             result.headers["x-ms-throttle-limit-percentage"] = f"{min(1.8, verdict.usage):.1f}"
         return result
@@ -1080,7 +1089,8 @@ def create_app(
             principal = token_service.authenticate(request.headers.get("authorization"))
         except GraphAuthError as exc:
             api.stats.record(f"{method} /v1.0 (unauthenticated)", exc.status, 0, batch_item=False, app_id=None)
-            return error_response(exc, request_id, client_id)
+            units = request_cost(method, path, dict(parse_qsl(request.url.query)))[0]
+            return error_response(exc, request_id, client_id, {"x-ms-resource-unit": str(units)})
         body = await request.body()
         call = Call(
             method=method,
@@ -1099,7 +1109,7 @@ def create_app(
             api.stats.record("POST /v1.0/$batch", result.status, 0, batch_item=False, app_id=principal.app_id)
         else:
             result = await run_in_threadpool(_run_one, api, call)
-            units = int(result.headers.get("x-ms-resource-unit", "0") or 0)
+            units = _charged(result)
             api.stats.record(call.route or f"{method} /v1.0{path}", result.status, units, batch_item=False, app_id=principal.app_id)
         headers = {"request-id": request_id, "client-request-id": client_id, **result.headers}
         if isinstance(result.body, dict) and "error" in result.body:
@@ -1198,7 +1208,16 @@ def _run_one(api: GraphApi, call: Call) -> Result:
         return Result(exc.status, error_body(exc.code, exc.message, "", ""), dict(exc.headers))
 
 
+def _charged(result: Result) -> int:
+    """Resource units a response counts for in the stats (refused requests cost nothing)."""
+    if result.status in (401, 403, 429):
+        return 0
+    return int(result.headers.get("x-ms-resource-unit", "0") or 0)
+
+
 def _run_batch(api: GraphApi, call: Call) -> Result:
+    total_units = [0]
+
     def execute(item: batch_mod.BatchItem) -> batch_mod.ItemResult:
         sub = Call(
             method=item.method,
@@ -1212,7 +1231,8 @@ def _run_batch(api: GraphApi, call: Call) -> Result:
         sub.headers.setdefault("consistencylevel", call.headers.get("consistencylevel", ""))
         request_id = str(uuid.uuid4())
         result = _run_one(api, sub)
-        units = int(result.headers.get("x-ms-resource-unit", "0") or 0)
+        units = _charged(result)
+        total_units[0] += units
         api.stats.record(sub.route or f"{sub.method} /v1.0{sub.path}", result.status, units, batch_item=True, app_id=call.principal.app_id)
         body: Any = result.body if result.text is None else result.text
         if isinstance(body, dict) and "error" in body:
@@ -1225,5 +1245,5 @@ def _run_batch(api: GraphApi, call: Call) -> Result:
     try:
         body = batch_mod.run_batch(call.body, execute)
     except batch_mod.BatchError as exc:
-        return Result(400, error_body(exc.code, exc.message, "", ""))
-    return Result(200, body)
+        return Result(400, error_body(exc.code, exc.message, "", ""), {"x-ms-resource-unit": "0"})
+    return Result(200, body, {"x-ms-resource-unit": str(total_units[0])})
