@@ -137,3 +137,25 @@ def test_backticks_in_names_do_not_break_the_diff_fence() -> None:
     md = render_markdown(Plan(**{**base.__dict__, "actions": (odd,)}))
     assert "````diff" in md
     assert re.search(r"^````$", md, re.M)
+
+
+def test_many_violations_keep_every_row_with_shorter_cells() -> None:
+    long = "A long explanation of what went wrong for this group and how it came to be. " * 4
+    violations = tuple(
+        Violation(
+            code="CountViolation",
+            severity="error",
+            message=long,
+            resolution=long,
+            sku="ENTERPRISEPACK",
+            group=f"LIC-Group-{i:04d}",
+            users=("a@contoso.com",),
+        )
+        for i in range(250)
+    )
+    base = plan_samples.no_changes()
+    md = render_markdown(Plan(**{**base.__dict__, "violations": violations}))
+    assert len(md) <= 60_000
+    for i in range(250):
+        assert f"| LIC-Group-{i:04d} | 1 |" in md
+    assert "messages and resolutions (shortened)" in md

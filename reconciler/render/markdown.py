@@ -36,7 +36,7 @@ from reconciler.render.common import (
 MARKER = "<!-- reconciler-plan -->"
 BUDGET = 60_000
 _NOTE_RESERVE = 600  # room kept for the "cut to fit" note
-_CELL_LIMIT = 400  # characters per table cell (messages and resolutions are short; names can be long)
+_CELL_LIMITS = (400, 160, 60, 20)  # characters per table cell, shortened when the tables alone overflow
 _USER_CAPS = (1_000, 200, 50, 20, 5, 0)  # user-list lengths tried when the lists do not fit
 
 
@@ -51,11 +51,11 @@ def _html(text: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", html.escape(text, quote=False))
 
 
-def _cell(text: str | None) -> str:
+def _cell(text: str | None, limit: int = _CELL_LIMITS[0]) -> str:
     if not text:
         return ""
-    if len(text) > _CELL_LIMIT:
-        text = text[: _CELL_LIMIT - 3] + "..."
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     return _esc(text)
 
 
@@ -101,7 +101,7 @@ def _head(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(violations: Sequence[Violation], fixed_column: bool) -> str:
+def _table(violations: Sequence[Violation], fixed_column: bool, limit: int) -> str:
     head = "| Severity | Code | SKU | Group | Users | Message | Resolution |"
     rule = "|---|---|---|---|---:|---|---|"
     if fixed_column:
@@ -109,12 +109,12 @@ def _table(violations: Sequence[Violation], fixed_column: bool) -> str:
         rule += "---|"
     rows = [head, rule]
     for v in violations:
-        message = _cell(v.message)
+        message = _cell(v.message, limit)
         if v.source is not None:
             message += f" ({_code(str(v.source))})"
         row = (
-            f"| {v.severity} | {v.code} | {_cell(v.sku)} | {_cell(v.group)} | {len(v.users):,} "
-            f"| {message} | {_cell(v.resolution)} |"
+            f"| {v.severity} | {v.code} | {_cell(v.sku, limit)} | {_cell(v.group, limit)} | {len(v.users):,} "
+            f"| {message} | {_cell(v.resolution, limit)} |"
         )
         if fixed_column:
             row += " yes |" if v.status == FIXED else " no |"
@@ -122,17 +122,17 @@ def _table(violations: Sequence[Violation], fixed_column: bool) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _tables(plan: Plan) -> str:
+def _tables(plan: Plan, limit: int = _CELL_LIMITS[0]) -> str:
     ours, existing = split_violations(plan)
     parts = []
     if ours:
-        parts.append(f"### Violations ({len(ours):,})\n\n" + _table(ours, fixed_column=False))
+        parts.append(f"### Violations ({len(ours):,})\n\n" + _table(ours, fixed_column=False, limit=limit))
     if existing:
         fixed = sum(1 for v in existing if v.status == FIXED)
         note = f"; this plan fixes {fixed:,}" if fixed else ""
         parts.append(
             f"### Already in the tenant ({plural(len(existing), 'problem')}{note})\n\n"
-            + _table(existing, fixed_column=True)
+            + _table(existing, fixed_column=True, limit=limit)
         )
     return "\n".join(parts)
 
@@ -150,6 +150,8 @@ def _user_list(v: Violation, cap: int | None) -> str:
 
 
 def _user_lists(plan: Plan, cap: int | None) -> str:
+    if cap == 0:
+        return ""  # the tables keep the counts
     ours, existing = split_violations(plan)
     blocks = [_user_list(v, cap) for v in (*ours, *existing) if v.users]
     if not blocks:
@@ -207,6 +209,13 @@ def render_markdown(
     """The plan as markdown within `budget` characters (summary and violations are always kept)."""
     head = _head(plan)
     tables = _tables(plan)
+    shortened = False
+    for limit in _CELL_LIMITS[1:]:
+        if len(head) + len(tables) + _NOTE_RESERVE <= budget:
+            break
+        # so many violations that the tables alone overflow: shorten their cells, keep every row
+        tables = _tables(plan, limit)
+        shortened = True
     required = head + ("\n" + tables if tables else "")
     sections = change_sections(plan, max_users)
     room = budget - len(required) - _NOTE_RESERVE
@@ -232,6 +241,8 @@ def render_markdown(
     if changes:
         parts.append(changes)
     notes = []
+    if shortened:
+        notes.append("the violations' messages and resolutions (shortened)")
     if cut:
         notes.append(
             f"all {plural(cut, 'change block')}"
@@ -240,9 +251,9 @@ def render_markdown(
         )
     if cap_used is not None:
         notes.append(
-            "the violations' user lists (at most "
-            + (f"{cap_used:,} users each" if cap_used else "none listed")
-            + ")"
+            f"the violations' user lists (at most {cap_used:,} users each)"
+            if cap_used
+            else "the violations' user lists (only their counts are shown)"
         )
     if notes:
         parts.append(
