@@ -40,7 +40,13 @@ from reconciler.emulator.server import (
     connection_help,
     start_background,
 )
-from reconciler.emulator.tls import CA_BUNDLE_NAME, CA_CERT_NAME, load_or_create_ca, prepare_tls
+from reconciler.emulator.tls import (
+    CA_BUNDLE_NAME,
+    CA_CERT_NAME,
+    load_or_create_ca,
+    load_or_create_key_file,
+    prepare_tls,
+)
 
 
 async def hello(request: Request) -> Response:
@@ -370,3 +376,27 @@ def test_start_emulator_fixture_serves_the_sample_tenant(start_emulator: Any) ->
         reply = http.get(f"{emu.server.graph_url}/organization", headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 200
     assert reply.json()["value"][0]["id"] == emu.seed["organization"]["id"]
+
+
+def test_token_signing_key_is_kept_so_tokens_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "emulator-token-key"
+    key = load_or_create_key_file(path)
+    assert len(key) == 32
+    assert load_or_create_key_file(path) == key
+    assert path.stat().st_mode & 0o077 == 0
+    apps = [
+        {
+            "appId": "11111111-2222-3333-4444-555555555555",
+            "displayName": "d",
+            "secret": "x" * 12,
+            "permissions": [],
+        }
+    ]
+    before = TokenService(
+        apps, tenant_id="6e3e2c1a-0b7d-4f5e-9a61-3c1f2d7b8e90", initial_domain="c.test", signing_key=key
+    )
+    after = TokenService(
+        apps, tenant_id="6e3e2c1a-0b7d-4f5e-9a61-3c1f2d7b8e90", initial_domain="c.test", signing_key=key
+    )
+    token = before.issue_access_token(apps[0]["appId"])
+    assert after.authenticate(f"Bearer {token}").app_id == apps[0]["appId"]

@@ -423,6 +423,17 @@ def _open_tenant(settings: EmulatorSettings, seed: Mapping[str, Any], say: Calla
         raise ServerStartError(f"{db}: cannot open the emulator database: {exc}") from exc
 
 
+def _signing_key(db: Path) -> bytes:
+    """The access-token signing key kept beside the database (so tokens survive a restart)."""
+    from reconciler.emulator.tls import load_or_create_key_file
+
+    path = db.parent / "emulator-token-key"
+    try:
+        return load_or_create_key_file(path)
+    except OSError as exc:
+        raise ServerStartError(f"{path}: cannot keep the token signing key: {exc}") from exc
+
+
 def serve_emulator(settings: EmulatorSettings, *, say: Callable[[str], None]) -> None:
     """Load the tenant, build the Graph app and serve it in the foreground until interrupted.
 
@@ -439,7 +450,8 @@ def serve_emulator(settings: EmulatorSettings, *, say: Callable[[str], None]) ->
     store = _open_tenant(settings, seed, say)
     try:
         tokens = TokenService.from_seed(
-            {"organization": store.organization, "applications": store.applications()}
+            {"organization": store.organization, "applications": store.applications()},
+            signing_key=_signing_key(settings.db),
         )
         options = EmulatorOptions(
             latency_ms=settings.latency_ms,

@@ -173,6 +173,25 @@ def issue_server_certificate(
     return key, cert
 
 
+def load_or_create_key_file(path: Path, nbytes: int = 32) -> bytes:
+    """A random secret kept in `path` (mode 0600), created on first use; e.g. the token signing key,
+    so access tokens stay valid across emulator restarts as Entra's do."""
+    for _ in range(3):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if len(data) >= nbytes:
+            return data[:nbytes]
+        if data:  # truncated or foreign: replace
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _create_exclusive(path, os.urandom(nbytes), mode=0o600):
+            continue  # read back what is on disk
+    raise OSError(f"{path}: cannot create or read the key file")
+
+
 def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
