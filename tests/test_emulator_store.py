@@ -125,6 +125,11 @@ def test_partial_recomputation_equals_a_full_one(tmp_path: Path) -> None:
     store.remove_member(G_E3, uid(2))
     store.drain()
     store.reprocess_user(uid(9))
+    store.add_member(G_SALES, uid(10))
+    store.drain()
+    store.update_group(G_PROJECT, {"securityEnabled": False})  # a security flag change affects every member
+    store.drain()
+    assert states(store, uid(8)) == []
     partial = {u: states(store, u) for u in store.users}
     consumed = dict(store.consumed)
     store.recompute_all()

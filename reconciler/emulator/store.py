@@ -128,8 +128,18 @@ def _plans_text(plans: Iterable[str]) -> str:
     return ",".join(sorted(plans))
 
 
+_PLAN_SETS: dict[str, frozenset[str]] = {}
+_LICENSES: dict[str, License] = {}
+
+
 def _plans_parse(text: str) -> frozenset[str]:
-    return frozenset(text.split(",")) if text else frozenset()
+    """Parse a comma-joined plan list; equal lists share one frozenset (big tenants repeat them)."""
+    found = _PLAN_SETS.get(text)
+    if found is None:
+        found = frozenset(text.split(",")) if text else frozenset()
+        if len(_PLAN_SETS) < 100_000:
+            _PLAN_SETS[text] = found
+    return found
 
 
 def _assigned_text(lics: Iterable[License]) -> str:
@@ -139,8 +149,13 @@ def _assigned_text(lics: Iterable[License]) -> str:
 def _assigned_parse(text: str) -> tuple[License, ...]:
     out = []
     for item in text.split(";") if text else ():
-        sku, _, plans = item.partition("|")
-        out.append(License(sku, _plans_parse(plans)))
+        lic = _LICENSES.get(item)
+        if lic is None:
+            sku, _, plans = item.partition("|")
+            lic = License(sku, _plans_parse(plans))
+            if len(_LICENSES) < 100_000:
+                _LICENSES[item] = lic
+        out.append(lic)
     return tuple(out)
 
 
@@ -197,6 +212,11 @@ class GroupRecord:
     due_at: float | None = None
     applied_licenses: tuple[License, ...] = ()
     applied_members: tuple[str, ...] = ()
+    applied_security: bool = True
+
+    @property
+    def security_enabled(self) -> bool:
+        return bool(self.data.get("securityEnabled", True))
 
     @property
     def display_name(self) -> str:
@@ -233,6 +253,9 @@ class Store:
         self._pos = 0
         self.version = 0  # bumped on every committed write
         self.delay_override: float | None = None
+        # bumped whenever proxy addresses of users or groups may have changed (see processing)
+        self.address_version = 0
+        self.address_cache: tuple[int, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -375,6 +398,7 @@ class Store:
                     self.member_of.setdefault(m, {})[grp.id] = None
                 grp.applied_licenses = tuple(grp.licenses.values())
                 grp.applied_members = tuple(grp.members)
+                grp.applied_security = grp.security_enabled
             self.applications_ = copy.deepcopy([dict(a) for a in seed.get("applications") or []])
             self.rules = rules if rules is not None else processing.rules_for_tenant(self)
 
@@ -479,6 +503,7 @@ class Store:
                     due_at=due,
                     applied_licenses=tuple(_license_from_json(x) for x in a["licenses"]),
                     applied_members=tuple(a["members"]),
+                    applied_security=bool(a.get("securityEnabled", True)),
                 )
             self.group_order = sorted(self.groups)
             for gid, sid, dis in db.execute(
@@ -507,7 +532,13 @@ class Store:
 
     @staticmethod
     def _applied_json(g: GroupRecord) -> str:
-        return _dumps({"licenses": [_lic_json(x) for x in g.applied_licenses], "members": list(g.applied_members)})
+        return _dumps(
+            {
+                "licenses": [_lic_json(x) for x in g.applied_licenses],
+                "members": list(g.applied_members),
+                "securityEnabled": g.applied_security,
+            }
+        )
 
     # ------------------------------------------------------------------ simple reads
 
@@ -588,6 +619,7 @@ class Store:
 
         raw = {k: v for k, v in dict(data).items() if k not in _USER_COMPUTED and k != "passwordProfile"}
         with self.transaction() as db:
+            self.address_version += 1
             uid = str(raw.get("id") or uuid.uuid4()).lower()
             raw["id"] = uid
             if uid in self.users or uid in self.groups:
@@ -612,6 +644,7 @@ class Store:
 
     def update_user(self, id_or_upn: str, patch: Mapping[str, Any]) -> UserRecord:
         with self.transaction() as db:
+            self.address_version += 1
             rec = self.user(id_or_upn)
             for key in patch:
                 if key in ("id", *_USER_COMPUTED):
@@ -680,6 +713,7 @@ class Store:
     def create_group(self, data: Mapping[str, Any]) -> GroupRecord:
         raw = {k: v for k, v in dict(data).items() if k not in _GROUP_COMPUTED and not k.endswith("@odata.bind")}
         with self.transaction() as db:
+            self.address_version += 1
             gid = str(raw.get("id") or uuid.uuid4()).lower()
             if gid in self.groups or gid in self.users:
                 raise bad_request("Another object with the same value for property id already exists.")
@@ -691,6 +725,7 @@ class Store:
                 if ref not in self.users and ref not in self.groups:
                     raise not_found(ref)
             g = GroupRecord(id=gid, data=raw)
+            g.applied_security = g.security_enabled
             self.groups[gid] = g
             insort(self.group_order, gid)
             db.execute(
@@ -703,6 +738,7 @@ class Store:
 
     def update_group(self, group_id: str, patch: Mapping[str, Any]) -> GroupRecord:
         with self.transaction() as db:
+            self.address_version += 1
             g = self.group(group_id)
             for key in patch:
                 if key in ("id", *_GROUP_COMPUTED):
@@ -717,6 +753,7 @@ class Store:
         from reconciler.emulator import processing
 
         with self.transaction() as db:
+            self.address_version += 1
             g = self.group(group_id)
             if g.licenses or g.applied_licenses:
                 raise bad_request(
@@ -828,10 +865,15 @@ class Store:
                 return 0
             affected: set[str] = set()
             for g in todo:
-                affected.update(g.applied_members)
-                affected.update(g.members)
+                if set(g.applied_licenses) == set(g.licenses.values()) and g.applied_security == g.security_enabled:
+                    # only the membership changed: only the users who joined or left
+                    affected.update(set(g.applied_members).symmetric_difference(g.members))
+                else:
+                    affected.update(g.applied_members)
+                    affected.update(g.members)
                 g.applied_licenses = tuple(g.licenses.values())
                 g.applied_members = tuple(g.members)
+                g.applied_security = g.security_enabled
                 g.processing_state = COMPLETE
                 g.due_at = None
                 db.execute(
