@@ -142,6 +142,16 @@ class PredictedState:
 
 
 @dataclass(frozen=True)
+class ObserveScope:
+    """What the plan read from the tenant beyond the licensed groups: the groups and users the
+    policy names (names or ids, as written). `apply PLANFILE` observes the same scope again, so the
+    same tenant gives the same state_fingerprint."""
+
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Plan:
     tool_version: str
     tenant_id: str
@@ -154,6 +164,8 @@ class Plan:
     # user id -> predicted states, for the users the plan affects
     prediction: Mapping[str, tuple[PredictedState, ...]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # what was observed (None in plans made by hand or by older versions)
+    scope: ObserveScope | None = None
 
     @property
     def summary(self) -> dict[str, int]:

@@ -30,6 +30,7 @@ from reconciler.plan import (
     GraphRequest,
     Location,
     ObjectRef,
+    ObserveScope,
     Plan,
     PredictedState,
     Violation,
@@ -102,7 +103,7 @@ def _predicted(p: PredictedState) -> dict[str, Any]:
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The plan file's JSON document as Python data (fields in the documented order)."""
-    return {
+    doc = {
         "format_version": plan.format_version,
         "tool_version": plan.tool_version,
         "tenant_id": plan.tenant_id,
@@ -117,6 +118,9 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             user: [_predicted(p) for p in plan.prediction[user]] for user in sorted(plan.prediction)
         },
     }
+    if plan.scope is not None:
+        doc["scope"] = {"groups": list(plan.scope.groups), "users": list(plan.scope.users)}
+    return doc
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
@@ -486,6 +490,11 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
             )
             for user, states in doc["prediction"].items()
         },
+        scope=(
+            ObserveScope(groups=tuple(doc["scope"]["groups"]), users=tuple(doc["scope"]["users"]))
+            if doc.get("scope") is not None
+            else None
+        ),
     )
     if plan.summary != doc["summary"]:
         raise PlanFileError(

@@ -19,7 +19,17 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.catalog import Catalog, load_catalog
-from reconciler.plan import EXISTING, FIXED, NEW, Action, GraphRequest, ObjectRef, Plan, Violation
+from reconciler.plan import (
+    EXISTING,
+    FIXED,
+    NEW,
+    Action,
+    GraphRequest,
+    ObjectRef,
+    ObserveScope,
+    Plan,
+    Violation,
+)
 from reconciler.planner.diff import Changes, diff, members_after
 from reconciler.planner.predict import Prediction, predict
 from reconciler.planner.resolve import Resolution, resolve
@@ -133,4 +143,13 @@ def make_plan(
         violations=tuple(sorted(violations, key=violation_order)),
         forced=force,
         prediction={uid: pred.states[uid] for uid in sorted(pred.states)},
+        scope=_scope(policy),
     )
+
+
+def _scope(policy: Policy) -> ObserveScope:
+    """What observe_for read besides the licensed groups (apply reads it again)."""
+    from reconciler.planner.run import policy_refs
+
+    groups, users = policy_refs(policy)
+    return ObserveScope(groups=tuple(groups), users=tuple(users))
