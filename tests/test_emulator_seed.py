@@ -291,3 +291,77 @@ def test_cli_serve_with_a_broken_seed_exits_3_without_traceback(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     for p in expected:
         assert p in result.stderr
+
+
+def test_fast_item_check_agrees_with_jsonschema_on_mutated_items() -> None:
+    """The compiled per-item predicate (used for speed on large tenants) accepts exactly what
+    the schema accepts, so no problem slips through and no valid item is worded as invalid."""
+    import random
+
+    from reconciler.emulator.seed import _item_check, _item_validator
+
+    rng = random.Random(5)
+    doc = sample()
+    values: list[Any] = [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        "",
+        "x",
+        "US",
+        "usa",
+        [],
+        {},
+        ["SMTP:a@b.com"],
+        [1],
+        {"a": 1},
+    ]
+    values += [
+        "6fd2c87f-b296-42f0-b197-1e91e994b900",
+        "Active",
+        "Error",
+        "None",
+        "-----BEGIN CERTIFICATE-----",
+    ]
+    outcomes = {True: 0, False: 0}
+    for key, name in (
+        ("users", "user"),
+        ("groups", "group"),
+        ("subscribedSkus", "subscribedSku"),
+        ("applications", "application"),
+    ):
+        check, validator = _item_check(name), _item_validator(name)
+        for _ in range(400):
+            item = copy.deepcopy(rng.choice(doc[key]))
+            for _ in range(rng.randint(1, 3)):
+                target: Any = item
+                # walk down a random path, then change, add or delete something
+                for _ in range(rng.randint(0, 3)):
+                    if isinstance(target, dict) and target:
+                        k = rng.choice(sorted(target))
+                        if isinstance(target[k], dict | list) and target[k]:
+                            target = target[k]
+                    elif isinstance(target, list) and target:
+                        i = rng.randrange(len(target))
+                        if isinstance(target[i], dict | list) and target[i]:
+                            target = target[i]
+                op = rng.random()
+                if isinstance(target, dict):
+                    if op < 0.4 and target:
+                        target[rng.choice(sorted(target))] = copy.deepcopy(rng.choice(values))
+                    elif op < 0.7 and target:
+                        del target[rng.choice(sorted(target))]
+                    else:
+                        target[rng.choice(["extra", "id", "skuId", "state", "usageLocation"])] = rng.choice(
+                            values
+                        )
+                elif isinstance(target, list) and target:
+                    target[rng.randrange(len(target))] = copy.deepcopy(rng.choice(values))
+            valid = validator.is_valid(item)
+            assert check(item) == valid, (name, item)
+            outcomes[valid] += 1
+        for item in doc[key]:
+            assert check(item) and validator.is_valid(item)
+    assert outcomes[True] > 100 and outcomes[False] > 100, outcomes
