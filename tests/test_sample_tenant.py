@@ -4,11 +4,16 @@ states and error codes when its licensing is computed in-process by reconciler.l
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from reconciler.emulator.seed import licensing_input_from_seed, load_seed, seed_rules
 from reconciler.licensing import (
@@ -225,3 +230,72 @@ def test_everyone_else_is_fine() -> None:
         for n in ("e1direct1", "e1direct2", "visio5", "visio6", "brunei1", "dup2", "silent1", "analyst4")
     }
     assert in_error == expected
+
+
+# --------------------------------------------------------------------------- the sample policy
+
+ROOT = SAMPLE.parents[1]
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_sample_policy_validates() -> None:
+    result = run_cli(ROOT, "validate", "policies/")
+    assert result.returncode == 0, result.stderr
+
+
+def copy_sample(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    (tmp_path / "examples").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "examples" / "sample-tenant.json")
+    return tmp_path
+
+
+def test_planning_the_sample_policy_reports_every_situation_without_blocking(tmp_path: Path) -> None:
+    cwd = copy_sample(tmp_path)
+    result = run_cli(
+        cwd, "plan", "policies/", "--emulator", "examples/sample-tenant.json", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    found = {(v["code"], v.get("group"), tuple(sorted(v["users"]))) for v in plan["violations"]}
+    for expected in [
+        ("MutuallyExclusiveViolation", "LIC-E3-Base", ("e1direct1@contoso.com", "e1direct2@contoso.com")),
+        ("CountViolation", "LIC-Visio", ("visio5@contoso.com", "visio6@contoso.com")),
+        ("ProhibitedInUsageLocationViolation", "LIC-Teams-Phone", ("brunei1@contoso.com",)),
+        ("UniquenessViolation", "LIC-E3-Base", ("dup2@contoso.com",)),
+        ("UniquenessViolation", "LIC-E3-Base", ("silent1@contoso.com",)),
+        ("CountViolation", "LIC-Analysts-Bundle", ("analyst4@contoso.com",)),
+        ("Other", "LIC-Analysts-Bundle", ("analyst4@contoso.com",)),
+        ("NestedGroup", "LIC-E3-Base", ("nested1@contoso.com", "nested2@contoso.com")),
+    ]:
+        assert expected in found, (expected, found)
+    assert all(v["severity"] == "warning" for v in plan["violations"])  # all already in the tenant
+    removed = {u for a in plan["actions"] if a["kind"] == "removeDirectLicense" for u in a.get("users", [])}
+    assert removed == {"migrate1@contoso.com", "migrate2@contoso.com", "migrate3@contoso.com"}
+    assert plan["summary"].get("createGroup") == 1
+
+
+def test_f_the_planner_predicts_the_dependency_violation_of_a_removal(tmp_path: Path) -> None:
+    cwd = copy_sample(tmp_path)
+    members = [
+        u["userPrincipalName"]
+        for u in seed()["users"]
+        if u["id"] in next(g for g in seed()["groups"] if g["displayName"] == "LIC-E3-Base")["members"]
+        and u["userPrincipalName"] != "project1@contoso.com"
+    ]
+    path = cwd / "policies" / "licensed-groups.yaml"
+    policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+    policy["groups"][0]["members"] = members  # manage LIC-E3-Base's membership, without project1
+    path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+    result = run_cli(
+        cwd, "plan", "policies/", "--emulator", "examples/sample-tenant.json", "--format", "json"
+    )
+    assert result.returncode == 3, result.stderr  # a violation the plan would cause blocks
+    plan = json.loads(result.stdout)
+    errors = [(v["code"], v.get("group"), v["users"]) for v in plan["violations"] if v["severity"] == "error"]
+    assert errors == [("DependencyViolation", "LIC-E3-Base", ["project1@contoso.com"])]
