@@ -299,3 +299,29 @@ def test_f_the_planner_predicts_the_dependency_violation_of_a_removal(tmp_path: 
     plan = json.loads(result.stdout)
     errors = [(v["code"], v.get("group"), v["users"]) for v in plan["violations"] if v["severity"] == "error"]
     assert errors == [("DependencyViolation", "LIC-E3-Base", ["project1@contoso.com"])]
+
+
+def test_the_emulator_loads_the_sample_to_the_same_states_and_its_snapshot_is_a_valid_seed() -> None:
+    from reconciler.emulator.seed import validate_seed
+    from reconciler.emulator.store import Store
+
+    store = Store.create(":memory:", seed(), rules=seed_rules(seed()))
+    try:
+        snap = store.snapshot()
+    finally:
+        store.close()
+    assert validate_seed(snap) == []
+
+    def recorded(doc: dict[str, Any]) -> dict[str, set[tuple[str, str | None, str, str]]]:
+        return {
+            u["userPrincipalName"]: {
+                (s["skuId"], s["assignedByGroup"], s["state"], s["error"])
+                for s in u.get("licenseAssignmentStates", [])
+            }
+            for u in doc["users"]
+        }
+
+    assert recorded(snap) == recorded(seed())
+    assert {s["skuId"]: s["consumedUnits"] for s in snap["subscribedSkus"]} == {
+        s["skuId"]: s["consumedUnits"] for s in seed()["subscribedSkus"]
+    }
