@@ -7,7 +7,7 @@ package and renders the result; no business logic lives in this module.
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -268,6 +268,73 @@ def plan_command(
     if detailed_exitcode and plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 
+
+
+# --------------------------------------------------------------------------- operate (issue 7)
+# errors, report, export, migrate: read-only, with the connection options of `plan`.
+
+_EMULATOR_OPT = typer.Option(None, "--emulator", metavar="SEED", help="Use the built-in emulator seeded from SEED.")
+_GRAPH_URL_OPT = typer.Option(None, "--graph-url", metavar="URL", help="Graph base URL.")
+_CA_BUNDLE_OPT = typer.Option(None, "--ca-bundle", metavar="FILE", help="Extra CA certificate to trust.")
+_AUTHORITY_OPT = typer.Option(None, "--authority", metavar="URL", help="Sign-in authority.")
+_TENANT_ID_OPT = typer.Option(None, "--tenant-id", help="Tenant id (AZURE_TENANT_ID).")
+_CLIENT_ID_OPT = typer.Option(None, "--client-id", help="Application id (AZURE_CLIENT_ID).")
+_DEVICE_CODE_OPT = typer.Option(False, "--device-code", help="Interactive sign-in at a terminal.")
+
+
+def _read_only_client(
+    emulator: str | None,
+    graph_url: str | None,
+    ca_bundle: str | None,
+    authority: str | None,
+    tenant_id: str | None,
+    client_id: str | None,
+    device_code: bool,
+) -> Any:
+    """A read-only GraphClient from the connection flags (then the environment), like `plan`."""
+    from reconciler.graph.connect import ConnectionOptions, connect
+
+    options = ConnectionOptions.resolve(
+        emulator=emulator,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        authority=authority,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        device_code=device_code,
+        read_only=True,
+    )
+    return connect(options, read_only=True)
+
+
+@app.command("errors")
+def errors_command(
+    group: str | None = typer.Option(None, "--group", metavar="G", help="Only this group (display name or id)."),
+    fmt: str = typer.Option("text", "--format", help="Output format: text, markdown, json or csv."),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """List every user in license error (code, SKU, group, meaning, what to do) and the silent failures.
+
+    Silent failures: members of a licensed group holding neither its license nor an error, with the
+    other object that holds the same proxy address. Read-only. Exit 0 none, 3 some, 1 Graph error.
+    """
+    from reconciler.errors import EXIT_INVALID
+    from reconciler.ops.errors import find_errors, render_errors
+    from reconciler.ops.output import check_format
+
+    check_format(fmt)
+    with _read_only_client(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code) as client:
+        report = find_errors(client, group)
+    sys.stdout.write(render_errors(report, fmt))
+    sys.stdout.flush()
+    if report.found:
+        raise typer.Exit(EXIT_INVALID)
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
