@@ -99,6 +99,7 @@ class WriteRecord:
     response: Any = None
     error: str | None = None
     via_batch: bool = False
+    request_id: str | None = None  # Graph's request-id (the $batch call's when the item has none)
 
 
 WriteHook = Callable[[WriteRecord], None]
@@ -479,10 +480,15 @@ class GraphClient:
                     response.status_code if response is not None else exc.status,
                     None,
                     str(exc),
+                    request_id=response.headers.get("request-id") if response is not None else exc.request_id,
                 )
             )
             raise
-        self._record(WriteRecord(method, path, body, response.status_code, result))
+        self._record(
+            WriteRecord(
+                method, path, body, response.status_code, result, request_id=response.headers.get("request-id")
+            )
+        )
         return result
 
     def _record(self, record: WriteRecord) -> None:
@@ -579,6 +585,7 @@ class GraphClient:
                             res.body,
                             None if res.ok else _message(res.body),
                             via_batch=True,
+                            request_id=_header(res.headers, "request-id") or response.headers.get("request-id"),
                         )
                     )
             if not retry:

@@ -1,0 +1,649 @@
+"""Ordered execution of a plan against the tenant (issue 6).
+
+    check_plan(plan, state, force=False)        tenant, fingerprint and blocking checks
+    observe_scope(client, plan) -> TenantState   read the tenant as `plan` read it
+    apply_plan(client, plan, state, options) -> ApplyResult
+
+The order never leaves a user without service mid-way:
+
+1. ``createGroup`` (one by one; the new ids replace the ``{new:NAME}`` placeholders in every later
+   request), then ``addMember`` and ``setUsageLocation`` through ``$batch``;
+2. every group ``assignLicense`` request that adds or changes a license (a group's adds, updates
+   and removals stay ONE request, as the plan has it: a swap is atomic in Entra). Right before
+   each, the group's ``assignedLicenses`` are read again: if they differ from what the plan was
+   made from, the group is skipped (no lost update) and apply ends with exit 4;
+3. wait for group processing (``reconciler.apply.wait``);
+4. ``removeDirectLicense``, only for users whose inherited assignment of the SKU is now ``Active``
+   without error and enables at least the plans of the direct one (the users are read again
+   first; others are skipped and reported), through ``$batch``;
+5. group requests that only remove licenses, and ``removeMember`` (after the new assignments are
+   in place), then wait again;
+6. ``reprocessLicenseAssignment`` for the plan's reprocess actions and for users whose errors this
+   apply resolved (the prediction has no error where Entra still shows one);
+7. verify every affected user's states against the prediction (``reconciler.apply.verify``).
+
+A failing request does not stop the others: the result lists what was done, what failed and
+why. Exit codes (``ApplyResult.exit_code``): 0 done (differences from the prediction are
+reported, they are not failures), 1 a write failed or the wait timed out, 4 a group was skipped
+because it changed since the plan (and nothing failed). ``--no-wait`` returns after the writes of
+steps 1, 2, 5 and the plan's reprocess actions, and skips the direct-license removals (they need
+processing done) and verification.
+
+Running plan and apply again after a failure, or after apply was killed, converges: every write
+is idempotent or checked (a member already added, a direct license already gone, a group
+created by the killed run are all taken as done), and nothing the policy keeps is ever removed
+before its replacement is in place.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.apply.audit import AuditLog
+from reconciler.apply.verify import Difference, expected_keys, verify
+from reconciler.apply.wait import Poller, WaitResult, read_users, wait_for_processing
+from reconciler.errors import (
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_STALE,
+    BlockedPlanError,
+    GraphError,
+    StalePlanError,
+    WrongTenantError,
+)
+from reconciler.graph.client import BatchRequest, BatchResponse, GraphClient
+from reconciler.graph.observe import ProgressCallback
+from reconciler.licensing import ACTIVE, NO_ERROR, License
+from reconciler.plan import POLICY_CODES, Action, Plan
+from reconciler.state import TenantState, group_from_graph
+
+LICENSE_KINDS = ("assignLicense", "updateLicense", "removeLicense")
+ADDING_KINDS = ("assignLicense", "updateLicense")
+DEFAULT_TIMEOUT = 1800.0
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def observe_scope(client: GraphClient, plan: Plan, *, progress: ProgressCallback | bool | None = False) -> TenantState:
+    """Read the tenant as the planner read it for ``plan`` (same groups and users), so that an
+    unchanged tenant gives the plan's state_fingerprint."""
+    from reconciler.graph.observe import observe
+    from reconciler.planner.run import supplement
+
+    scope = plan.scope
+    state = observe(
+        client,
+        group_refs=scope.groups if scope else (),
+        user_refs=scope.users if scope else (),
+        direct_licenses=True,
+        progress=progress,
+    )
+    return supplement(client, state)
+
+
+def check_plan(plan: Plan, state: TenantState, *, force: bool = False, source: str = "the plan") -> None:
+    """Refuse a plan of another tenant, a stale plan, or a blocked one (policy errors always)."""
+    if plan.tenant_id.lower() != state.organization.id.lower():
+        raise WrongTenantError(
+            f"{source} was made for tenant {plan.tenant_id}, but this connection is to tenant "
+            f"{state.organization.id} ({state.organization.display_name}); connect to the right tenant"
+        )
+    fingerprint = state.fingerprint()
+    if fingerprint != plan.state_fingerprint:
+        hint = "" if plan.scope is not None else " (it records no observe scope: make it with this version)"
+        raise StalePlanError(
+            f"{source} is stale: the tenant changed since it was made (state fingerprint "
+            f"{plan.state_fingerprint[:19]}... is now {fingerprint[:19]}...){hint}. Run `reconciler plan` "
+            "again, review the new plan and apply that one"
+        )
+    check_blocked(plan, force=force, source=source)
+
+
+def check_blocked(plan: Plan, *, force: bool = False, source: str = "the plan") -> None:
+    """Refuse a plan with blocking violations unless forced (by plan --force or apply --force);
+    policy errors block always."""
+    blocking = plan.blocking_violations
+    policy_errors = [v for v in blocking if v.code in POLICY_CODES]
+    if policy_errors:
+        codes = ", ".join(sorted({v.code for v in policy_errors}))
+        raise BlockedPlanError(
+            f"{source} has policy errors ({codes}) that block even with --force; fix the policy and plan again"
+        )
+    if blocking and not (plan.forced or force):
+        codes = ", ".join(sorted({v.code for v in blocking}))
+        raise BlockedPlanError(
+            f"{source} has {len(blocking)} blocking violation{'s' if len(blocking) != 1 else ''} ({codes}); "
+            "fix them, or accept them with --force"
+        )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ApplyResult:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # groups changed since the plan (lost update)
+    pending: list[str] = field(default_factory=list)  # still processing when the wait timed out
+    notes: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)  # placeholder -> new group id
+    reprocessed: int = 0
+    waited: bool = False
+    verified: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed or self.pending:
+            return EXIT_RUNTIME
+        if self.conflicts:
+            return EXIT_STALE
+        return EXIT_OK
+
+    def render(self) -> str:
+        lines: list[str] = []
+        if self.conflicts:
+            lines.append("Changed since the plan (not written, plan again):")
+            lines += [f"  ! {c}" for c in self.conflicts]
+        if self.failed:
+            lines.append("Failed:")
+            lines += [f"  x {f}" for f in self.failed]
+        if self.skipped:
+            lines.append("Skipped:")
+            lines += [f"  - {s}" for s in self.skipped]
+        if self.pending:
+            lines.append("Still processing when the wait timed out:")
+            lines += [f"  … {p}" for p in self.pending]
+        if self.differences:
+            lines.append(f"Differences from the prediction ({len(self.differences)} users):")
+            for d in self.differences:
+                lines += ["  " + line for line in d.render().splitlines()]
+        for note in self.notes:
+            lines.append(note)
+        verdict = "Apply complete" if self.exit_code == EXIT_OK else "Apply finished with problems"
+        extra = f", {len(self.conflicts)} group{'s' if len(self.conflicts) != 1 else ''} changed" if self.conflicts else ""
+        lines.append(
+            f"{verdict}: {len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped{extra}"
+            + (f", {self.reprocessed} users reprocessed" if self.reprocessed else "")
+            + (
+                f"; verified: {'matches the prediction' if not self.differences else f'{len(self.differences)} differences'}"
+                if self.verified
+                else ""
+            )
+            + "."
+        )
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ApplyOptions:
+    wait: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    poller: Poller | None = None
+    progress: ProgressCallback | bool | None = None  # None: rich on a terminal
+    say: Callable[[str], None] | None = None  # progress lines (stderr by default)
+    audit: AuditLog | None = None  # labels writes with their action kind and target
+    # test hook: called with the group id right before its licenses are re-read and written
+    before_group_write: Callable[[str], None] | None = None
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- the executor
+
+
+def _licenses(raw: Any) -> frozenset[License]:
+    return frozenset(group_from_graph({"id": "x", "assignedLicenses": raw}, (), set()).licenses)
+
+
+class _Executor:
+    def __init__(self, client: GraphClient, plan: Plan, state: TenantState, options: ApplyOptions) -> None:
+        self.client = client
+        self.plan = plan
+        self.state = state
+        self.opt = options
+        self.say = options.say or _stderr
+        self.result = ApplyResult()
+        self.ids: dict[str, str] = {}  # placeholder -> created group id
+        self.failed_groups: set[str] = set()  # placeholders whose creation failed
+        self.touched_groups: set[str] = set()  # group ids whose processing this apply triggered
+        self.unsettled = False  # groups were touched since the last wait
+        self.poller = options.poller or Poller()
+        self.deadline: float | None = None
+
+    # -- helpers
+    def resolve(self, text: str) -> str:
+        if "{new:" not in text:
+            return text
+        for placeholder, gid in self.ids.items():
+            text = text.replace(placeholder, gid)
+        return text
+
+    def blocked_by_creation(self, a: Action) -> str | None:
+        for placeholder in self.failed_groups:
+            if placeholder in a.request.url:
+                return placeholder[len("{new:") : -1]
+        return None
+
+    @staticmethod
+    def describe(a: Action) -> str:
+        parts = [a.kind]
+        if a.group is not None:
+            parts.append(a.group.name)
+        if a.sku:
+            parts.append(a.sku)
+        if a.user is not None:
+            parts.append(a.user.name)
+        return " ".join(parts)
+
+    @staticmethod
+    def target(a: Action) -> str:
+        if a.user is not None:
+            return f"user {a.user.name} ({a.user.id})"
+        if a.group is not None:
+            return f"group {a.group.name}" + (f" ({a.group.id})" if a.group.id else "")
+        return ""
+
+    def label(self, method: str, url: str, kind: str, target: str) -> None:
+        if self.opt.audit is not None:
+            self.opt.audit.expect(method, url, kind, target)
+
+    def group_id_of(self, a: Action) -> str:
+        # /groups/{id}/assignLicense or /groups/{id}/members/...
+        url = self.resolve(a.request.url)
+        return url.split("/")[2].lower()
+
+    def deadline_left(self) -> float:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.opt.timeout
+        return self.deadline
+
+    def progress_cm(self) -> AbstractContextManager[ProgressCallback | None]:
+        if self.opt.progress is None:
+            from reconciler.graph.observe import rich_progress
+
+            return rich_progress()
+        if callable(self.opt.progress):
+            return nullcontext(self.opt.progress)
+        return nullcontext(None)
+
+    # -- steps
+    def run(self) -> ApplyResult:
+        actions = self.plan.actions
+        creates = [a for a in actions if a.kind == "createGroup"]
+        small = [a for a in actions if a.kind in ("addMember", "setUsageLocation")]
+        license_requests = self.license_requests(actions)
+        adding = [(k, acts) for k, acts in license_requests if any(a.kind in ADDING_KINDS for a in acts)]
+        removing = [(k, acts) for k, acts in license_requests if not any(a.kind in ADDING_KINDS for a in acts)]
+        direct = [a for a in actions if a.kind == "removeDirectLicense"]
+        members_out = [a for a in actions if a.kind == "removeMember"]
+        reprocess = [a for a in actions if a.kind == "reprocess"]
+
+        for a in creates:
+            self.create_group(a)
+        self.send_small(small, "Adding members and setting usage locations")
+        for key, acts in adding:
+            self.group_request(key, acts)
+        needs_wait = self.opt.wait and self.unsettled and (direct or removing or members_out)
+        if needs_wait and not self.wait("the new assignments"):
+            self.skip_rest(direct, removing, members_out, reprocess, reason="the wait for processing timed out")
+            return self.result
+        if direct:
+            if self.opt.wait:
+                self.remove_direct(direct)
+            else:
+                for a in direct:
+                    self.result.skipped.append(f"{self.describe(a)}: --no-wait (a direct license is removed only "
+                                               "after group processing shows the inherited one Active)")
+        for key, acts in removing:
+            self.group_request(key, acts)
+        self.send_small(members_out, "Removing members")
+        if not self.opt.wait:
+            self.send_reprocess(reprocess, [])
+            if self.touched_groups:
+                self.result.notes.append(
+                    "--no-wait: Entra is still processing the groups; run `reconciler plan` later to check the outcome."
+                )
+            return self.result
+        if self.unsettled and not self.wait("the changes"):
+            self.skip_rest(reprocess, reason="the wait for processing timed out")
+            return self.result
+        affected = self.affected_users()
+        users = read_users(self.client, affected) if affected else {}
+        resolved = self.resolved_errors(users)
+        if reprocess or resolved:
+            self.send_reprocess(reprocess, resolved)
+            again = {a.user.id for a in reprocess if a.user is not None and a.user.id} | set(resolved)
+            outcome = self.wait_users(again)
+            users.update(outcome.users)
+        self.result.differences = verify(self.plan, users, self.state, self.ids)
+        self.result.verified = True
+        self.result.waited = True
+        return self.result
+
+    def skip_rest(self, *groups: Sequence[Any], reason: str) -> None:
+        """Report every action of ``groups`` (actions, or (key, actions) pairs) as skipped."""
+        for group in groups:
+            for item in group:
+                acts = item[1] if isinstance(item, tuple) else [item]
+                for a in acts:
+                    self.result.skipped.append(f"{self.describe(a)}: {reason}")
+
+    def license_requests(self, actions: Sequence[Action]) -> list[tuple[str, list[Action]]]:
+        out: dict[str, list[Action]] = {}
+        for i, a in enumerate(actions):
+            if a.kind in LICENSE_KINDS:
+                out.setdefault(a.request_key or f"#{i}", []).append(a)
+        return list(out.items())
+
+    def create_group(self, a: Action) -> None:
+        body = dict(a.request.body or {})
+        name = str(body.get("displayName") or (a.group.name if a.group else ""))
+        placeholder = "{new:" + name + "}"
+        self.label("POST", a.request.url, a.kind, f"group {name}")
+        try:
+            created = self.client.post(a.request.url, json=body)
+        except GraphError as exc:
+            found = self.find_group(name) if exc.status is None or exc.status >= 500 else None
+            if found is None:
+                self.failed_groups.add(placeholder)
+                self.result.failed.append(f"{self.describe(a)}: {exc}")
+                return
+            created = {"id": found}
+        gid = str(created["id"]).lower()
+        self.ids[placeholder] = gid
+        self.result.created[placeholder] = gid
+        self.result.done.append(f"{self.describe(a)} (id {gid})")
+        self.say(f"created group {name} ({gid})")
+
+    def find_group(self, name: str) -> str | None:
+        """The id of the group named ``name`` if exactly one exists (a create whose answer was lost)."""
+        escaped = name.replace("'", "''")
+        try:
+            found = self.client.get_all("/groups", select=("id",), params={"$filter": f"displayName eq '{escaped}'"})
+        except GraphError:
+            return None
+        return str(found[0]["id"]).lower() if len(found) == 1 else None
+
+    def send_small(self, actions: Sequence[Action], stage: str) -> None:
+        """addMember / setUsageLocation / removeMember through $batch (idempotent: a member already
+        there, or already gone, counts as done)."""
+        todo: list[tuple[Action, BatchRequest]] = []
+        for a in actions:
+            blocked = self.blocked_by_creation(a)
+            if blocked is not None:
+                self.result.skipped.append(f"{self.describe(a)}: group {blocked} was not created")
+                continue
+            url = self.resolve(a.request.url)
+            body = a.request.body
+            if a.kind == "addMember" and body is not None:
+                body = {k: self.resolve(str(v)) for k, v in body.items()}
+            self.label(a.request.method, url, a.kind, self.target(a))
+            todo.append((a, BatchRequest(f"r{len(todo)}", a.request.method, url, body=body)))
+        if not todo:
+            return
+        self.say(f"{stage}: {len(todo)} requests")
+        try:
+            responses = self.client.batch([r for _, r in todo], idempotent=True)
+        except GraphError as exc:
+            for a, _ in todo:
+                self.result.failed.append(f"{self.describe(a)}: {exc}")
+            return
+        for (a, req), res in zip(todo, responses, strict=True):
+            if res.ok or self.already_done(a, res):
+                self.result.done.append(self.describe(a))
+                if a.kind in ("addMember", "removeMember"):
+                    self.touched_groups.add(self.group_id_of(a))
+                    self.unsettled = True
+            else:
+                self.result.failed.append(f"{self.describe(a)}: {self.error_text(req, res)}")
+
+    @staticmethod
+    def already_done(a: Action, res: BatchResponse) -> bool:
+        text = str(res.body)
+        if a.kind == "addMember":
+            return res.status == 400 and "already exist" in text
+        if a.kind == "removeMember":
+            return res.status == 404
+        return False
+
+    def error_text(self, req: BatchRequest, res: BatchResponse) -> str:
+        try:
+            self.client.check(req, res)
+        except GraphError as exc:
+            return str(exc)
+        return f"status {res.status}"
+
+    def group_request(self, key: str, acts: list[Action]) -> None:
+        a0 = acts[0]
+        what = ", ".join(f"{a.kind} {a.sku}" for a in acts)
+        gname = a0.group.name if a0.group else "?"
+        blocked = self.blocked_by_creation(a0)
+        if blocked is not None:
+            for a in acts:
+                self.result.skipped.append(f"{self.describe(a)}: group {blocked} was not created")
+            return
+        gid = self.group_id_of(a0)
+        url = self.resolve(a0.request.url)
+        live = self.state.groups.get(gid)
+        expected = frozenset(live.licenses) if live is not None else frozenset()
+        if self.opt.before_group_write is not None:
+            self.opt.before_group_write(gid)
+        try:
+            current = self.client.get(f"/groups/{gid}", select=("id", "assignedLicenses"))
+        except GraphError as exc:
+            for a in acts:
+                self.result.failed.append(f"{self.describe(a)}: cannot read the group's licenses first: {exc}")
+            return
+        now = _licenses(current.get("assignedLicenses") if isinstance(current, Mapping) else None)
+        if now != expected:
+            self.result.conflicts.append(
+                f"{gname} ({gid}): its licenses changed since the plan was made "
+                f"({self.describe_licenses(expected)} -> {self.describe_licenses(now)}); not changed ({what}). "
+                "Plan again to see the change against the current licenses"
+            )
+            self.say(f"skipped {gname}: its licenses changed since the plan")
+            return
+        self.label("POST", url, "+".join(dict.fromkeys(a.kind for a in acts)), f"group {gname} ({gid})")
+        try:
+            self.client.post(url, json=dict(a0.request.body or {}), idempotent=True)
+        except GraphError as exc:
+            for a in acts:
+                self.result.failed.append(f"{self.describe(a)}: {exc}")
+            return
+        self.touched_groups.add(gid)
+        self.unsettled = True
+        self.result.done.extend(self.describe(a) for a in acts)
+        self.say(f"{gname}: {what} (queued for processing)")
+
+    def describe_licenses(self, lics: Iterable[License]) -> str:
+        parts = []
+        for lic in sorted(lics):
+            sku = self.state.skus.get(lic.sku_id)
+            name = sku.part_number if sku is not None else lic.sku_id
+            parts.append(name + (f" ({len(lic.disabled_plans)} plans off)" if lic.disabled_plans else ""))
+        return ", ".join(parts) or "none"
+
+    def affected_users(self) -> set[str]:
+        out = set(self.plan.prediction)
+        for a in self.plan.actions:
+            if a.user is not None and a.user.id:
+                out.add(a.user.id)
+        return out
+
+    def wait(self, what: str) -> bool:
+        deadline = self.deadline_left()
+        users = self.affected_users()
+        self.say(f"waiting for Entra to process {what} ({len(self.touched_groups)} groups, {len(users)} users)")
+        with self.progress_cm() as progress:
+            outcome: WaitResult = wait_for_processing(
+                self.client,
+                self.touched_groups,
+                users,
+                deadline=deadline,
+                expected=None,
+                poller=self.poller,
+                progress=progress,
+            )
+        self.unsettled = False
+        for gid in outcome.failed_groups:
+            self.result.failed.append(f"group {self.group_name(gid)}: licenseProcessingState ProcessingFailed")
+        if outcome.complete:
+            return True
+        for gid in outcome.pending_groups:
+            self.result.pending.append(f"group {self.group_name(gid)} ({gid}): still processing")
+        for uid in outcome.pending_users:
+            self.result.pending.append(f"user {self.upn(uid)}: license states still changing")
+        return False
+
+    def wait_users(self, user_ids: set[str]) -> WaitResult:
+        with self.progress_cm() as progress:
+            return wait_for_processing(
+                self.client,
+                (),
+                user_ids,
+                deadline=self.deadline_left(),
+                expected=expected_keys(self.plan, self.ids),
+                poller=self.poller,
+                progress=progress,
+            )
+
+    def group_name(self, gid: str) -> str:
+        g = self.state.groups.get(gid)
+        if g is not None:
+            return g.display_name
+        for placeholder, new in self.ids.items():
+            if new == gid:
+                return placeholder[len("{new:") : -1]
+        return gid
+
+    def upn(self, uid: str) -> str:
+        u = self.state.users.get(uid)
+        return u.user_principal_name if u is not None else uid
+
+    def remove_direct(self, actions: Sequence[Action]) -> None:
+        """Remove direct licenses only where the inherited assignment is now Active without error
+        and enables at least the same plans (users read again first)."""
+        uids = {a.user.id for a in actions if a.user is not None and a.user.id}
+        users = read_users(self.client, uids)
+        todo: list[tuple[Action, BatchRequest]] = []
+        for a in actions:
+            uid = a.user.id if a.user is not None else None
+            body = a.request.body or {}
+            removes = list(body.get("removeLicenses") or [])
+            user = users.get(uid or "")
+            if uid is None or user is None or len(removes) != 1:
+                self.result.skipped.append(f"{self.describe(a)}: the user no longer exists")
+                continue
+            sku_id = str(removes[0]).lower()
+            direct = [s for s in user.license_states if s.sku_id == sku_id and s.assigned_by_group is None]
+            if not direct:
+                self.result.done.append(f"{self.describe(a)} (already gone)")
+                continue
+            sku = self.state.skus.get(sku_id)
+            plan_ids = frozenset(sku.plan_ids) if sku is not None else frozenset()
+            direct_on = plan_ids - direct[0].disabled_plans
+            covering = [
+                s
+                for s in user.license_states
+                if s.sku_id == sku_id
+                and s.assigned_by_group is not None
+                and s.state == ACTIVE
+                and s.error == NO_ERROR
+                and direct_on <= plan_ids - s.disabled_plans
+            ]
+            if not covering:
+                self.result.skipped.append(
+                    f"{self.describe(a)}: no group gives {a.sku} Active without error with at least the same plans "
+                    "yet; kept (plan again later)"
+                )
+                continue
+            self.label("POST", a.request.url, a.kind, self.target(a))
+            todo.append((a, BatchRequest(f"d{len(todo)}", "POST", a.request.url, body=dict(body))))
+        if not todo:
+            return
+        self.say(f"Removing {len(todo)} redundant direct licenses")
+        try:
+            responses = self.client.batch([r for _, r in todo], idempotent=True)
+        except GraphError as exc:
+            for a, _ in todo:
+                self.result.failed.append(f"{self.describe(a)}: {exc}")
+            return
+        retry_check: list[tuple[Action, BatchRequest, BatchResponse]] = []
+        for (a, req), res in zip(todo, responses, strict=True):
+            if res.ok:
+                self.result.done.append(self.describe(a))
+            else:
+                retry_check.append((a, req, res))
+        if retry_check:
+            # a removal sent twice (its first answer lost) fails the second time: check the user
+            again = read_users(self.client, {a.user.id for a, _, _ in retry_check if a.user and a.user.id})
+            for a, req, res in retry_check:
+                sku_id = str((req.body or {}).get("removeLicenses", [""])[0]).lower()
+                user = again.get(a.user.id if a.user and a.user.id else "")
+                if user is not None and not any(
+                    s.sku_id == sku_id and s.assigned_by_group is None for s in user.license_states
+                ):
+                    self.result.done.append(f"{self.describe(a)} (already gone)")
+                else:
+                    self.result.failed.append(f"{self.describe(a)}: {self.error_text(req, res)}")
+
+    def resolved_errors(self, users: Mapping[str, Any]) -> list[str]:
+        """Users whose errors the plan says are gone but Entra still records: reprocess them."""
+        expected = self.plan.prediction
+        out: list[str] = []
+        for uid, user in users.items():
+            predicted = {
+                (p.sku_id, self.ids.get(p.assigned_by_group, p.assigned_by_group) if p.assigned_by_group else None): p
+                for p in expected.get(uid, ())
+            }
+            for s in user.license_states:
+                p = predicted.get((s.sku_id, s.assigned_by_group))
+                if s.error != NO_ERROR and p is not None and p.error == NO_ERROR:
+                    out.append(uid)
+                    break
+        return sorted(out)
+
+    def send_reprocess(self, actions: Sequence[Action], resolved: Sequence[str]) -> None:
+        targets: dict[str, str] = {}
+        for a in actions:
+            if a.user is not None and a.user.id:
+                targets[a.user.id] = a.reason
+        for uid in resolved:
+            targets.setdefault(uid, "its errors are resolved by this apply; Entra re-evaluates them when asked")
+        if not targets:
+            return
+        reqs = []
+        for i, uid in enumerate(sorted(targets)):
+            url = f"/users/{uid}/reprocessLicenseAssignment"
+            self.label("POST", url, "reprocess", f"user {self.upn(uid)} ({uid})")
+            reqs.append(BatchRequest(f"p{i}", "POST", url))
+        self.say(f"Reprocessing {len(reqs)} users")
+        try:
+            responses = self.client.batch(reqs, idempotent=True)
+        except GraphError as exc:
+            self.result.failed.extend(f"reprocess {self.upn(uid)}: {exc}" for uid in sorted(targets))
+            return
+        for uid, req, res in zip(sorted(targets), reqs, responses, strict=True):
+            if res.ok:
+                self.result.reprocessed += 1
+                self.result.done.append(f"reprocess {self.upn(uid)}")
+            else:
+                # Graph answers a reprocess with the real business error (facts 1.6): report it
+                self.result.failed.append(f"reprocess {self.upn(uid)}: {self.error_text(req, res)}")
+
+
+def apply_plan(client: GraphClient, plan: Plan, state: TenantState, options: ApplyOptions | None = None) -> ApplyResult:
+    """Carry out ``plan`` (already checked against ``state`` with check_plan) in the safe order."""
+    return _Executor(client, plan, state, options or ApplyOptions()).run()
