@@ -257,9 +257,10 @@ def plan_command(
         write_plan(plan, out)
     color = fmt == "text" and color_wanted(sys.stdout)
     sys.stdout.write(render(plan, fmt, color=color, hint=hint))
-    if annotations == "github":
-        sys.stdout.write(render_github_annotations(plan))
     sys.stdout.flush()
+    if annotations == "github":  # stderr: the runner reads workflow commands there; stdout stays the rendering
+        sys.stderr.write(render_github_annotations(plan))
+        sys.stderr.flush()
     append_step_summary(plan, hint=hint)
     if out:
         sys.stderr.write(f"plan written to {out}\n")
