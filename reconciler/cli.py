@@ -361,3 +361,99 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = int(exc.exit_code)
         sys.exit(EXIT_USAGE if code == 2 else code)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@app.command("apply")
+def apply_command(
+    targets: list[str] = typer.Argument(
+        ..., metavar="PLANFILE | PATH...", help="A plan file from `plan --out`, or policy files/directories."
+    ),
+    auto_approve: bool = typer.Option(
+        False, "--auto-approve", help="Apply policy paths without asking (a saved plan never asks)."
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Wait for Entra's group processing, then remove direct licenses and verify."
+    ),
+    timeout: float = typer.Option(1800.0, "--timeout", metavar="SECONDS", min=0, help="Longest wait for processing."),
+    force: bool = typer.Option(False, "--force", help="Apply despite blocking violations (never policy errors)."),
+    audit_log: str | None = typer.Option(
+        None, "--audit-log", metavar="FILE", help="Append one JSON line per Graph write (default .reconciler/audit.jsonl)."
+    ),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """Make the changes of a saved plan (it is the approval), or plan policy paths and apply after `yes`.
+
+    Order: create groups, add members, set usage locations; group licenses; wait for processing;
+    remove redundant direct licenses; remove licenses and members; reprocess; verify against the
+    prediction. Differences from the prediction are reported, not failures. Exit 0 done (or no
+    changes), 1 a write failed or the wait timed out, 3 blocking violations (policy errors even with
+    --force) or a bad plan file, 4 the plan is stale, of another tenant, or a group changed meanwhile,
+    64 policy paths without a terminal and without --auto-approve.
+    """
+    from reconciler.apply.audit import audit_path
+    from reconciler.apply.run import ApplySettings, apply_planfile, apply_policy, is_plan_file
+    from reconciler.errors import EXIT_RUNTIME, UsageError
+    from reconciler.graph.connect import ConnectionOptions
+    from reconciler.render import color_wanted, render
+
+    plan_files = [t for t in targets if is_plan_file(t)]
+    if plan_files and len(targets) > 1:
+        raise UsageError(f"give either one plan file or policy paths, not both ({plan_files[0]} is a plan file)")
+    if not plan_files and not auto_approve and not sys.stdin.isatty():
+        raise UsageError(
+            "apply of policy paths needs approval, and there is no terminal to ask on: pass --auto-approve, "
+            "or save a plan with `reconciler plan --out PLANFILE`, review it, and `reconciler apply PLANFILE`"
+        )
+    options = ConnectionOptions.resolve(
+        emulator=emulator,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        authority=authority,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        device_code=device_code,
+    )
+    settings = ApplySettings(audit_log=audit_path(audit_log), wait=wait, timeout=timeout, force=force)
+    if plan_files:
+        result = apply_planfile(plan_files[0], options, settings)
+        if result is None:
+            sys.stdout.write("No changes.\n")
+            return
+    else:
+        hint = "reconciler apply " + " ".join(targets)
+
+        def approve(plan: object) -> bool:
+            if auto_approve:
+                return True
+            sys.stderr.write(
+                "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+            )
+            sys.stderr.flush()
+            answer = sys.stdin.readline().strip()
+            if answer != "yes":
+                sys.stderr.write("Apply cancelled.\n")
+                return False
+            return True
+
+        plan, maybe = apply_policy(
+            targets,
+            options,
+            settings,
+            render=lambda p: render(p, "text", color=color_wanted(sys.stdout), hint=hint),
+            approve=approve,
+        )
+        if maybe is None:
+            if plan.has_changes:
+                raise typer.Exit(EXIT_RUNTIME)
+            return
+        result = maybe
+    sys.stdout.write(result.render())
+    sys.stdout.flush()
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
