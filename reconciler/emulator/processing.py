@@ -147,9 +147,12 @@ def _unsettled_users(store: Store) -> set[str]:
     return out
 
 
-def recompute(store: Store, db: sqlite3.Connection, affected: Iterable[str] | None = None) -> None:
+def recompute(
+    store: Store, db: sqlite3.Connection, affected: Iterable[str] | None = None, *, write_all: bool = False
+) -> None:
     """Run licensing.compute and store the outcome (the caller holds the transaction).
 
+    `write_all`: write every user's rows (a fresh database).
     `affected`: the users whose inputs changed. Only they and the unsettled users are computed,
     with the seats of everybody else set aside; this equals a full recomputation because every
     other user has unchanged inputs and no error, so compute keeps their outcome as it is."""
@@ -171,12 +174,12 @@ def recompute(store: Store, db: sqlite3.Connection, affected: Iterable[str] | No
         new_assigned = tuple(sorted(computed.assigned)) if computed else ()
         old = {s.state: s.last_updated for s in u.states}
         records = tuple(StateRecord(s, old.get(s, now)) for s in new_states)
-        if records != u.states or new_assigned != u.assigned:
+        if write_all or records != u.states or new_assigned != u.assigned:
             u.states = records
             u.assigned = new_assigned
             changed.append(u)
     if changed:
-        store.write_states(db, changed)
+        store.write_states(db, changed, fresh=write_all)
     if subset is None:
         store.write_consumed(db, result.consumed)
     else:

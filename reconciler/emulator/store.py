@@ -265,6 +265,7 @@ class Store:
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MB: big tenants insert into text-keyed indexes
         conn.execute("PRAGMA foreign_keys=OFF")
         return conn
 
@@ -380,7 +381,8 @@ class Store:
                 rec.states = tuple(
                     _state_from_graph(s, graph_now(self.clock)) for s in raw.get("licenseAssignmentStates") or []
                 )
-                self._index_user(rec)
+                self._index_user(rec, loading=True)
+            self.user_order = sorted(self.users)
             for raw in seed.get("groups") or []:
                 data = {k: _copy(v) for k, v in dict(raw).items() if k not in _GROUP_COMPUTED}
                 gid = str(data["id"]).lower()
@@ -417,15 +419,15 @@ class Store:
             )
             db.executemany(
                 "INSERT INTO users (id, upn, pos, data) VALUES (?, ?, ?, ?)",
-                [(u.id, u.upn.lower(), self._next_pos(), _dumps(u.data)) for u in self.users.values()],
+                sorted((u.id, u.upn.lower(), self._next_pos(), _dumps(u.data)) for u in self.users.values()),
             )
             db.executemany(
                 "INSERT INTO direct_licenses (user_id, sku_id, disabled_plans, pos) VALUES (?, ?, ?, ?)",
-                [
+                sorted(
                     (u.id, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos())
                     for u in self.users.values()
                     for lic in u.direct.values()
-                ],
+                ),
             )
             db.executemany(
                 "INSERT INTO groups (id, pos, data, processing_state, due_at, applied) VALUES (?, ?, ?, ?, ?, ?)",
@@ -444,24 +446,21 @@ class Store:
             )
             db.executemany(
                 "INSERT INTO members (group_id, member_id, pos) VALUES (?, ?, ?)",
-                [(g.id, m, self._next_pos()) for g in self.groups.values() for m in g.members],
+                sorted((g.id, m, self._next_pos()) for g in self.groups.values() for m in g.members),
             )
             db.executemany(
                 "INSERT INTO applications (app_id, pos, data) VALUES (?, ?, ?)",
                 [(str(a.get("appId", i)), i, _dumps(a)) for i, a in enumerate(self.applications_)],
             )
-            # history states are written so that the computation below can diff against them
-            db.executemany(
-                "INSERT OR REPLACE INTO license_states VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [_state_row(u.id, s) for u in self.users.values() for s in u.states],
-            )
-            processing.recompute(self, db)
+            processing.recompute(self, db, write_all=True)
 
-    def _index_user(self, rec: UserRecord) -> None:
+    def _index_user(self, rec: UserRecord, *, loading: bool = False) -> None:
         if rec.upn.lower() in self.upn_index:
             raise bad_request("Another object with the same value for property userPrincipalName already exists.")
         self.users[rec.id] = rec
         self.upn_index[rec.upn.lower()] = rec.id
+        if loading:
+            return  # user_order is sorted once at the end of the load
         if not self.user_order or rec.id > self.user_order[-1]:
             self.user_order.append(rec.id)
         else:
@@ -890,17 +889,18 @@ class Store:
         with self.transaction() as db:
             processing.recompute(self, db)
 
-    def write_states(self, db: sqlite3.Connection, changed: Iterable[UserRecord]) -> None:
-        """Persist the computed states of the given users (replacing their rows)."""
-        recs = list(changed)
-        db.executemany("DELETE FROM license_states WHERE user_id = ?", [(u.id,) for u in recs])
+    def write_states(self, db: sqlite3.Connection, changed: Iterable[UserRecord], *, fresh: bool = False) -> None:
+        """Persist the computed states of the given users (replacing their rows; `fresh`: none yet)."""
+        recs = sorted(changed, key=lambda u: u.id)
+        if not fresh:
+            db.executemany("DELETE FROM license_states WHERE user_id = ?", [(u.id,) for u in recs])
         db.executemany(
             "INSERT INTO license_states VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [_state_row(u.id, s) for u in recs for s in u.states],
+            sorted(_state_row(u.id, s) for u in recs for s in u.states),
         )
         db.executemany(
             "UPDATE users SET assigned = ? WHERE id = ?",
-            [(_assigned_text(u.assigned), u.id) for u in recs],
+            [(_assigned_text(u.assigned), u.id) for u in recs if u.assigned or not fresh],
         )
 
     def write_consumed(self, db: sqlite3.Connection, consumed: Mapping[str, int]) -> None:
