@@ -337,6 +337,30 @@ def errors_command(
     if report.found:
         raise typer.Exit(EXIT_INVALID)
 
+
+@app.command("report")
+def report_command(
+    fmt: str = typer.Option("text", "--format", help="Output format: text, markdown, json or csv (one row per user x SKU)."),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """Seats per SKU (purchased, consumed, free; licensed groups) and each user's license sources and plans.
+
+    Read-only. Exit 0; 1 Graph error.
+    """
+    from reconciler.ops.output import check_format
+    from reconciler.ops.report import read_report, render_report
+
+    check_format(fmt)
+    with _read_only_client(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code) as client:
+        report = read_report(client)
+    sys.stdout.write(render_report(report, fmt))
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:
