@@ -612,3 +612,26 @@ def test_unknown_segment_is_graphs_400(tenant: Tenant) -> None:
     r = tenant.get("/v1.0/nothingHere")
     assert error_of(r) == (400, "BadRequest", "Resource not found for the segment 'nothingHere'.")
     assert tenant.get(f"/v1.0/groups/{gid(99)}").status_code == 404
+
+
+def test_latency_switch_still_answers(tmp_path: Path) -> None:
+    t = Tenant(str(tmp_path / "t.db"), EmulatorOptions(latency_ms=5, processing_delay=3600))
+    try:
+        assert t.get("/v1.0/organization").status_code == 200
+    finally:
+        t.close()
+
+
+def test_group_filters_and_member_paging(tenant: Tenant) -> None:
+    r = tenant.get("/v1.0/groups?$filter=startswith(displayName,'LIC-')&$select=id,displayName").json()
+    assert [g["displayName"] for g in r["value"]] == ["LIC-E3", "LIC-Project"]
+    r = tenant.get(f"/v1.0/groups?$filter=assignedLicenses/any(x:x/skuId eq {E3})&$select=id").json()
+    assert r["value"] == [{"id": G_E3}]
+    page = tenant.get(f"/v1.0/groups/{G_E3}/members?$top=2&$select=id").json()
+    assert len(page["value"]) == 2
+    rest = tenant.get(page["@odata.nextLink"].replace("https://127.0.0.1:8443", "")).json()
+    assert [m["id"] for m in page["value"] + rest["value"]] == sorted([uid(1), uid(2), uid(3), G_SALES])
+    counted = tenant.get(
+        f"/v1.0/groups/{G_E3}/members/microsoft.graph.user?$count=true&$select=id", {"ConsistencyLevel": "eventual"}
+    ).json()
+    assert counted["@odata.count"] == 3

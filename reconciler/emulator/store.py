@@ -256,6 +256,7 @@ class Store:
         # bumped whenever proxy addresses of users or groups may have changed (see processing)
         self.address_version = 0
         self.address_cache: tuple[int, frozenset[str]] | None = None
+        self._errors_cache: tuple[int, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -595,12 +596,17 @@ class Store:
 
     def groups_with_errors(self) -> set[str]:
         """Groups that have at least one member with a license error from that group."""
-        out: set[str] = set()
-        for u in self.users.values():
-            for s in u.states:
-                if s.state.assigned_by_group and s.state.error != "None":
-                    out.add(s.state.assigned_by_group)
-        return out
+        with self.lock:
+            cached = self._errors_cache
+            if cached is not None and cached[0] == self.version:
+                return set(cached[1])
+            out: set[str] = set()
+            for u in self.users.values():
+                for s in u.states:
+                    if s.state.assigned_by_group and s.state.error != "None":
+                        out.add(s.state.assigned_by_group)
+            self._errors_cache = (self.version, frozenset(out))
+            return out
 
     def members_with_errors(self, group_id: str) -> list[str]:
         g = self.group(group_id)
