@@ -365,3 +365,29 @@ def test_fast_item_check_agrees_with_jsonschema_on_mutated_items() -> None:
         for item in doc[key]:
             assert check(item) and validator.is_valid(item)
     assert outcomes[True] > 100 and outcomes[False] > 100, outcomes
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("a: &x [1, 2]\nb: *x\n", "alias.yaml:2:4: invalid YAML: aliases"),
+        (
+            "organization: {}\norganization: {}\n",
+            "alias.yaml:2:1: invalid YAML: duplicate key 'organization'",
+        ),
+        ("[" * 5000 + "]" * 5000, "alias.yaml"),
+    ],
+)
+def test_hostile_yaml_seeds_are_refused(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "alias.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(SeedError) as info:
+        load_seed(path)
+    assert needle in str(info.value)
+
+
+def test_deeply_nested_json_seed_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000, encoding="utf-8")
+    with pytest.raises(SeedError, match="nested too deeply"):
+        load_seed(path)

@@ -320,6 +320,34 @@ def _type_check(kinds: tuple[str, ...]) -> Check | None:
 # --------------------------------------------------------------------------- loading
 
 
+class _SeedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases (no "billion laughs": a seed never needs them) and
+    duplicate keys (the standard loader silently keeps the last one)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not allowed in a tenant seed; write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read(path: Path) -> Any:
     try:
         raw = path.read_bytes()
@@ -346,7 +374,7 @@ def _read(path: Path) -> Any:
         except RecursionError:
             raise SeedError(f"{path}: the JSON document is nested too deeply") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SeedLoader)  # a SafeLoader (see _SeedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
