@@ -488,3 +488,19 @@ def test_enabled_plans_helper_removes_disabled_plans() -> None:
     plans = enabled_plans(sku, lic(STANDARDPACK, SHAREPOINTSTANDARD))
     assert SHAREPOINTSTANDARD not in plans
     assert plans == frozenset(sku.plan_ids) - {SHAREPOINTSTANDARD}
+
+
+def test_user_losing_a_held_seat_releases_it_for_the_next_user() -> None:
+    # user 1 held E3 from group 1; the group now also carries EMS, for which there is no seat:
+    # CountViolation on EMS, "Other" on E3, so user 1's E3 seat goes to user 2 (next in id order)
+    inp = tenant(
+        [user(1), user(2)],
+        [group(1, [lic(ENTERPRISEPACK), lic(EMS)], [uid(1)]), group(2, [lic(ENTERPRISEPACK)], [uid(2)])],
+        units={ENTERPRISEPACK: 1, EMS: 0},
+        previous={uid(1): (prev_state(ENTERPRISEPACK, 1),)},
+    )
+    r = compute(inp)
+    assert st(r, 1, EMS, 1) == (ERROR, COUNT_VIOLATION)
+    assert st(r, 1, ENTERPRISEPACK, 1) == (ERROR, OTHER)
+    assert st(r, 2, ENTERPRISEPACK, 2) == (ACTIVE, NO_ERROR)
+    assert r.consumed[ENTERPRISEPACK] == 1

@@ -1,0 +1,147 @@
+"""Invariants of compute() on many random small tenants built from the real-id fixtures."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from test_licensing_fixtures import SKU_PLANS, gid, group, lic, rules, tenant, uid, user
+
+from reconciler.licensing import (
+    ACTIVE,
+    ACTIVE_WITH_ERROR,
+    ERROR,
+    HELD_STATES,
+    NO_ERROR,
+    OTHER,
+    LicensingInput,
+    LicensingResult,
+    compute,
+    enabled_plans,
+    exclusive_partners,
+)
+
+SKU_IDS = sorted(SKU_PLANS)
+
+
+def random_tenant(seed: int, with_previous: bool) -> LicensingInput:
+    rng = random.Random(seed)
+    n_users = rng.randint(1, 12)
+    shared = "shared@contoso.com"
+    users = []
+    for n in range(n_users):
+        direct = [lic(s) for s in rng.sample(SKU_IDS, rng.choice([0, 0, 0, 1]))]
+        proxies = [f"user{n}@contoso.com"] + ([shared] if rng.random() < 0.15 else [])
+        location = rng.choice(["US", "FR", "BN", None])
+        users.append(user(n, location=location, direct=direct, proxies=proxies))
+    groups = []
+    for k in range(rng.randint(1, 5)):
+        licenses = []
+        for s in rng.sample(SKU_IDS, rng.randint(1, 3)):
+            plans = SKU_PLANS[s]
+            licenses.append(lic(s, *rng.sample(plans, rng.randint(0, len(plans) - 1))))
+        members = [uid(n) for n in range(n_users) if rng.random() < 0.5]
+        if k and rng.random() < 0.3:
+            members.append(gid(k - 1))
+        groups.append(group(k, licenses, members, security=rng.random() < 0.9))
+    units = {s: rng.randint(0, n_users) for s in SKU_IDS}
+    other = {shared: gid(99)} if rng.random() < 0.3 else {}
+    table = rules(exchange_exclusive=rng.random() < 0.5)
+    inp = tenant(
+        users,
+        groups,
+        units=units,
+        rule_table=table,
+        tenant_location=rng.choice(["US", "BN", None]),
+        other_proxy_addresses=other,
+    )
+    if not with_previous:
+        return inp
+    # a previous run, then membership changes
+    first = compute(inp)
+    changed_groups = []
+    for g in groups:
+        members = [m for m in g.member_ids if rng.random() < 0.7]
+        members += [uid(n) for n in range(n_users) if rng.random() < 0.2]
+        changed_groups.append(group(int(g.id[-12:]), g.licenses, members, security=g.security_enabled))
+    return tenant(
+        users,
+        changed_groups,
+        units=units,
+        rule_table=table,
+        tenant_location=inp.tenant_location,
+        other_proxy_addresses=other,
+        previous={u: ul.states for u, ul in first.users.items()},
+    )
+
+
+def reversed_input(inp: LicensingInput) -> LicensingInput:
+    return LicensingInput(
+        tenant_location=inp.tenant_location,
+        skus=dict(reversed(list(inp.skus.items()))),
+        users=dict(reversed(list(inp.users.items()))),
+        groups=dict(reversed(list(inp.groups.items()))),
+        rules=inp.rules,
+        other_proxy_addresses=inp.other_proxy_addresses,
+        previous=dict(reversed(list(inp.previous.items()))),
+    )
+
+
+def check_invariants(inp: LicensingInput, r: LicensingResult) -> None:
+    partners = exclusive_partners(inp.rules)
+    holders = dict.fromkeys(inp.skus, 0)
+    for u, ul in r.users.items():
+        assert u in inp.users
+        for s in ul.states:
+            assert (s.error == NO_ERROR) == (s.state == ACTIVE)
+            assert s.state in (ACTIVE, ACTIVE_WITH_ERROR, ERROR)
+        held_skus = sorted({s.sku_id for s in ul.states if s.state in HELD_STATES})
+        assert [a.sku_id for a in ul.assigned] == held_skus
+        for a in ul.assigned:
+            holders[a.sku_id] += 1
+            sources = [s for s in ul.states if s.sku_id == a.sku_id and s.state in HELD_STATES]
+            expected = frozenset.intersection(*(s.disabled_plans for s in sources))
+            assert a.disabled_plans == expected
+        # all or nothing per group; a failing group names at least one real cause
+        by_group: dict[str, list[tuple[str, str]]] = {}
+        for s in ul.states:
+            if s.assigned_by_group is not None and s.state != ACTIVE_WITH_ERROR:
+                by_group.setdefault(s.assigned_by_group, []).append((s.state, s.error))
+        for outcomes in by_group.values():
+            assert len({state for state, _ in outcomes}) == 1
+            if outcomes[0][0] == ERROR:
+                assert any(error != OTHER for _, error in outcomes)
+        # Active group sources: no exclusive pair with any held source, every dependency met
+        union: set[str] = set()
+        for a in ul.assigned:
+            union |= enabled_plans(inp.skus[a.sku_id], a)
+        for s in ul.states:
+            if s.assigned_by_group is None or s.state != ACTIVE:
+                continue
+            plans = enabled_plans(inp.skus[s.sku_id], lic(s.sku_id, *s.disabled_plans))
+            for p in plans:
+                assert not (partners.get(p, frozenset()) & union), (u, s)
+                req = inp.rules.requires.get(p)
+                assert not req or req & union, (u, s)
+    assert holders == dict(r.consumed)
+    # a new seat is never given beyond capacity
+    for sku_id, sku in inp.skus.items():
+        had = 0
+        for u, ul in r.users.items():
+            before = {lic_.sku_id for lic_ in inp.users[u].direct} | {
+                s.sku_id for s in inp.previous.get(u, ()) if s.state in HELD_STATES
+            }
+            if sku_id in before and any(a.sku_id == sku_id for a in ul.assigned):
+                had += 1
+        assert r.consumed[sku_id] <= max(sku.enabled_units, had)
+
+
+@pytest.mark.parametrize("with_previous", [False, True])
+def test_random_tenants_keep_the_documented_invariants_and_ignore_input_order(with_previous: bool) -> None:
+    for seed in range(150):
+        inp = random_tenant(seed, with_previous)
+        r = compute(inp)
+        check_invariants(inp, r)
+        again = compute(reversed_input(inp))
+        assert dict(again.users) == dict(r.users), seed
+        assert dict(again.consumed) == dict(r.consumed), seed
