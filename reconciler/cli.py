@@ -361,6 +361,32 @@ def report_command(
         report = read_report(client)
     sys.stdout.write(render_report(report, fmt))
 
+
+@app.command("export")
+def export_command(
+    group: list[str] | None = typer.Option(None, "--group", metavar="G", help="Only this group (repeatable)."),
+    out: str | None = typer.Option(None, "--out", metavar="FILE", help="Write the policy here instead of stdout."),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """Write the live group licensing as a policy (names, disabledPlans, comments); planning it shows no changes.
+
+    Read-only. Exit 0; 64 for an unknown --group; 1 Graph or I/O error.
+    """
+    from reconciler.ops.export import export_policy, group_refs, read_export_state, write_export
+
+    with _read_only_client(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code) as client:
+        state = read_export_state(client)
+        source = "the built-in emulator" if emulator or client.emulator is not None else client.base_url
+    write_export(export_policy(state, group_refs(group), source=source), out)
+    if out:
+        sys.stderr.write(f"policy written to {out}\n")
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:
