@@ -635,3 +635,37 @@ def test_group_filters_and_member_paging(tenant: Tenant) -> None:
         f"/v1.0/groups/{G_E3}/members/microsoft.graph.user?$count=true&$select=id", {"ConsistencyLevel": "eventual"}
     ).json()
     assert counted["@odata.count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"groupTypes": ["DynamicMembership"], "membershipRule": "user.department -eq 'x'"}, "dynamic membership"),
+        ({"onPremisesSyncEnabled": True}, "on-premises mastered"),
+        ({"mailEnabled": True}, "mail-enabled"),
+    ],
+)
+def test_membership_of_dynamic_synced_and_mail_enabled_groups_cannot_be_edited(
+    tenant: Tenant, patch: dict[str, Any], fragment: str
+) -> None:
+    g = tenant.store.groups[G_SALES]
+    g.data.update(patch)  # as seeded
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{uid(9)}"}
+    status, code, message = error_of(tenant.post(f"/v1.0/groups/{G_SALES}/members/$ref", ref))
+    assert (status, code) == (400, "Request_BadRequest") and fragment in message
+    assert error_of(tenant.delete(f"/v1.0/groups/{G_SALES}/members/{uid(5)}/$ref"))[0] == 400
+    assert uid(9) not in g.members and uid(5) in g.members
+
+
+def test_batch_items_are_throttled_one_by_one(tmp_path: Path) -> None:
+    t = Tenant(str(tmp_path / "t.db"), EmulatorOptions(throttle=True, ru_limit=7, processing_delay=3600))
+    try:
+        requests = [{"id": str(i), "method": "GET", "url": "/subscribedSkus"} for i in range(3)]
+        body = t.post("/v1.0/$batch", {"requests": requests}).json()
+        statuses = [r["status"] for r in body["responses"]]
+        assert statuses == [200, 200, 429]
+        throttled = body["responses"][2]
+        assert int(throttled["headers"]["Retry-After"]) >= 1
+        assert throttled["headers"]["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
+    finally:
+        t.close()

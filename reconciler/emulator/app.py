@@ -953,9 +953,29 @@ def _group_members_groups(api: GraphApi, call: Call, m: re.Match[str]) -> Result
 _REF = re.compile(r"/directoryObjects/([^/?]+)$|/users/([^/?]+)$|/groups/([^/?]+)$", re.IGNORECASE)
 
 
+def _check_membership_editable(g: GroupRecord) -> None:
+    """Graph refuses membership changes on dynamic, synced and Exchange-mastered groups."""
+    types = [str(t) for t in g.data.get("groupTypes") or []]
+    if "DynamicMembership" in types:
+        raise GraphHTTPError(
+            400, "Request_BadRequest", "Insufficient privileges to complete the operation. The group has dynamic membership."
+        )
+    if g.data.get("onPremisesSyncEnabled"):
+        raise GraphHTTPError(
+            400,
+            "Request_BadRequest",
+            "Unable to update the specified properties for on-premises mastered Directory Sync objects "
+            "or objects currently undergoing migration.",
+        )
+    if g.data.get("mailEnabled") and "Unified" not in types:
+        raise GraphHTTPError(
+            400, "Request_BadRequest", "Cannot Update a mail-enabled security groups and or distribution list."
+        )
+
+
 @route("POST", "/groups/{id}/members/$ref", Operation.GROUPS_MEMBERS_WRITE)
 def _add_member(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
-    api.store.group(m["id"])
+    _check_membership_editable(api.store.group(m["id"]))
     body = api.json_body(call)
     ref = body.get("@odata.id")
     found = _REF.search(str(ref or "").rstrip("/"))
@@ -972,6 +992,7 @@ def _add_member(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
 
 @route("DELETE", "/groups/{id}/members/{member}/$ref", Operation.GROUPS_MEMBERS_WRITE)
 def _remove_member(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
+    _check_membership_editable(api.store.group(m["id"]))
     api.store.remove_member(m["id"], m["member"])
     return Result(204)
 

@@ -346,11 +346,27 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
+            except StoreError:
+                # refusals are raised before anything changes
                 self._conn.execute("ROLLBACK")
+                raise
+            except BaseException:
+                # an unexpected failure may have left the cache half-changed: the database decides
+                self._conn.execute("ROLLBACK")
+                if self._digest:
+                    self._reload()
                 raise
             self._conn.execute("COMMIT")
             self.version += 1
+
+    def _reload(self) -> None:
+        """Rebuild the in-memory model from the database."""
+        self.skus, self.users, self.upn_index, self.user_order = {}, {}, {}, []
+        self.groups, self.group_order, self.member_of = {}, [], {}
+        self.address_cache = None
+        self._errors_cache = None
+        self.version += 1
+        self._read_db(self.rules)
 
     def _next_pos(self) -> int:
         self._pos += 1
