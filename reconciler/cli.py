@@ -507,3 +507,64 @@ def apply_command(
     sys.stdout.flush()
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+@app.command("reprocess")
+def reprocess_command(
+    group: str | None = typer.Option(
+        None, "--group", metavar="G", help="All direct user members of this group (display name or id)."
+    ),
+    user: str | None = typer.Option(None, "--user", metavar="U", help="One user (UPN or id)."),
+    errors: bool = typer.Option(False, "--errors", help="Every user in license error (groups with members in error)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the users' license states stop changing."),
+    timeout: float = typer.Option(1800.0, "--timeout", metavar="SECONDS", min=0, help="Longest wait with --wait."),
+    audit_log: str | None = typer.Option(
+        None, "--audit-log", metavar="FILE", help="Append one JSON line per Graph write (default .reconciler/audit.jsonl)."
+    ),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """Ask Entra to evaluate users' group licenses again (after fixing a cause, e.g. a proxy address).
+
+    Graph has no group-level reprocess: --group reprocesses every direct user member of the group.
+    Calls go through $batch. Exit 0 done, 1 some calls failed (Graph's reason is listed) or the wait
+    timed out, 64 not exactly one of --group/--user/--errors.
+    """
+    from reconciler.apply.audit import AuditLog, audit_path
+    from reconciler.apply.reprocess import reprocess_users
+    from reconciler.errors import UsageError
+    from reconciler.graph.connect import ConnectionOptions, connect
+    from reconciler.graph.observe import rich_progress
+
+    if (group is not None) + (user is not None) + errors != 1:
+        raise UsageError("give exactly one of --group G, --user U or --errors")
+    options = ConnectionOptions.resolve(
+        emulator=emulator,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        authority=authority,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        device_code=device_code,
+    )
+
+    def say(text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+    with (
+        AuditLog(audit_path(audit_log), command="reprocess") as audit,
+        connect(options, read_only=False, on_write=audit.hook) as client,
+        rich_progress() as progress,
+    ):
+        result = reprocess_users(
+            client, group=group, user=user, errors=errors, wait=wait, timeout=timeout,
+            audit=audit, progress=progress, say=say,
+        )
+    sys.stdout.write(result.render())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
