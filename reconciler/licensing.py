@@ -734,9 +734,14 @@ def _compute(inp: LicensingInput) -> LicensingResult:
         for s in out.new_claims:
             free[s] -= 1
         if out is not entry.outcome:
-            for s in entry.outcome.kept_claims:
+            # seats the user already had: given back when no longer held, taken when held again
+            before = entry.outcome.kept_claims
+            for s in before:
                 if s not in out.held:
                     free[s] = free_get(s, 0) + 1
+            for s in out.kept_claims:
+                if s not in before:
+                    free[s] = free_get(s, 0) - 1
             changed[uid] = out
 
     result: dict[str, UserLicensing] = {}

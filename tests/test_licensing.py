@@ -504,3 +504,37 @@ def test_user_losing_a_held_seat_releases_it_for_the_next_user() -> None:
     assert st(r, 1, ENTERPRISEPACK, 1) == (ERROR, OTHER)
     assert st(r, 2, ENTERPRISEPACK, 2) == (ACTIVE, NO_ERROR)
     assert r.consumed[ENTERPRISEPACK] == 1
+
+
+def test_group_sku_without_subscription_gives_count_violation_to_new_members() -> None:
+    # a SKU the tenant no longer subscribes to has no seat to give; a previous holder keeps it
+    gone = "11111111-2222-4333-8444-555555555555"
+    inp = tenant(
+        [user(1), user(2)],
+        [group(1, [lic(gone)], [uid(1), uid(2)])],
+        previous={uid(2): (prev_state(gone, 1),)},
+    )
+    r = compute(inp)
+    assert st(r, 1, gone, 1) == (ERROR, COUNT_VIOLATION)
+    assert st(r, 2, gone, 1) == (ACTIVE, NO_ERROR)
+    assert r.consumed[gone] == 1
+
+
+def test_seat_already_held_is_counted_when_a_count_violation_changes_the_outcome() -> None:
+    # user 1 had E1 directly (now removed) and is in group 1 (E3 + EMS) and group 2 (E1). Without
+    # seat limits group 1 wins and E1 conflicts; with no EMS seat group 1 fails, so group 2's E1 is
+    # assigned on the seat user 1 already had: user 2 must not get that seat as well
+    inp = tenant(
+        [user(1), user(2)],
+        [
+            group(1, [lic(ENTERPRISEPACK), lic(EMS)], [uid(1)]),
+            group(2, [lic(STANDARDPACK)], [uid(1), uid(2)]),
+        ],
+        units={STANDARDPACK: 1, EMS: 0},
+        previous={uid(1): (prev_state(STANDARDPACK, None),)},
+    )
+    r = compute(inp)
+    assert st(r, 1, EMS, 1) == (ERROR, COUNT_VIOLATION)
+    assert st(r, 1, STANDARDPACK, 2) == (ACTIVE, NO_ERROR)
+    assert st(r, 2, STANDARDPACK, 2) == (ERROR, COUNT_VIOLATION)
+    assert r.consumed[STANDARDPACK] == 1
