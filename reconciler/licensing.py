@@ -12,7 +12,7 @@ All identifiers are lower-case GUID strings (sku ids, plan ids, object ids).
 How `compute` decides (facts section in brackets)
 -------------------------------------------------
 
-Sources. A user's sources are the direct assignments (`User.direct`) and, for
+Sources. A user's sources are the direct assignments (`LicensingUser.direct`) and, for
 every security-enabled group the user is a *direct* member of, the group's
 licenses (2.3, 2.4; member ids that are not users, i.e. nested groups, are
 ignored; non-security groups grant nothing). Each (SKU, source) gets one
@@ -62,9 +62,10 @@ otherwise getting `CountViolation` on that SKU (and `Other` on its group
 siblings). A user who is denied a seat is re-evaluated (a sibling's `Other`
 frees plans and seats and can let another group of the same user through)
 until the user's denials stop growing, which terminates because they only
-grow. A seat freed by a user processed later in the same run is not given
-back to an earlier user who was denied; like in Entra, that user stays in
-`CountViolation` until reprocessed (the next `compute`).
+grow; seats the user no longer holds are given back at once, for the users
+that come next. A seat freed by a user processed later in the same run is not
+given back to an earlier user who was denied; like in Entra, that user stays
+in `CountViolation` until reprocessed (the next `compute`).
 
 Proxy addresses (2.16). For group SKUs that enable a mailbox plan
 (`Rules.mailbox_plans`): if one of the user's proxy addresses is also held by
@@ -86,9 +87,25 @@ enabled by the user's remaining sources without any of its prerequisites, the
 old source stays: state `ActiveWithError`, error `DependencyViolation`,
 `assigned_by_group` still the group, its previous disabled plans, its plans
 still enabled and its seat still held. Otherwise the source just disappears.
+Such a kept source is not checked against mutual exclusions again.
 
 Previous states in `Error` are simply evaluated again. The state `Disabled`
 is never produced.
+
+Result. `LicensingResult.users` has every user with at least one state (or a
+silent group, listed in `UserLicensing.silent_groups` so that `errors` can
+report it); a user's states are sorted by SKU id, the direct one first, then by
+group id. `consumed` has every SKU of the input (0 when unused).
+
+Cost. Users with the same groups, direct licenses, previous states, relevant
+location and proxy-address situation get the same outcome, so each distinct
+combination is evaluated once (100,000 users in 300 groups: see
+tests/bench/bench_licensing.py). The cyclic garbage collector is paused during
+`compute` (it only creates acyclic objects) and restored afterwards.
+
+Validations. `check_direct_assignment` and `check_group_assignment` are the
+synchronous checks of a direct and a group `assignLicense` (facts 1.2, 1.8,
+2.11); they return Graph's error message, or None when Graph accepts the call.
 """
 
 from __future__ import annotations
