@@ -4,13 +4,24 @@ The emulator plays two Microsoft services:
 
 - Entra's token endpoint (`POST {base}/{tenant}/oauth2/v2.0/token`) for the client credentials
   grant, with a client secret or a client assertion (a JWT signed with the private key of a
-  certificate registered on the application), plus the OpenID discovery document
+  certificate registered on the application, or a federated token: see below), plus the OpenID
+  discovery document
   (`GET {base}/{tenant}/v2.0/.well-known/openid-configuration`) that msal reads first. `{tenant}`
   is the tenant id or the initial domain. Errors carry Entra's AADSTS codes and shapes.
 - Graph's bearer-token check: `TokenService.authenticate(header)` returns the calling `Principal`
   or raises `GraphAuthError` (401 `InvalidAuthenticationToken`), and `has_permission` decides
   whether the principal's application permissions allow an operation (403 otherwise, see
   `require_permission`).
+
+Workload identity federation (Graph's federatedIdentityCredential): an application of the seed may
+carry `federatedIdentityCredentials: [{name, issuer, subject, audiences}]`. A client assertion whose
+`iss` is an https:// URL is a federated token (a certificate assertion's `iss` is the app's own id):
+it is accepted when it is signed by one of the issuer's keys, is within its lifetime, and one
+credential of the application has exactly its `iss` and `sub` and one of its `aud` values, as Entra
+does (AADSTS700211/700213/700212 otherwise). Entra fetches the issuer's keys from its OpenID
+discovery document; the emulator never goes to the network, so the seed registers them on the
+application as `issuerKeys: {ISSUER_URL: JWKS}` (the JWKS document the issuer publishes at its
+`jwks_uri`; tests sign with a key they register there).
 
 Access tokens are JWTs signed (HS256) with a key made per TokenService (so per emulator process);
 they carry `appid`, `tid`, `roles` (the application's permissions) and expire after an hour.
@@ -51,6 +62,7 @@ __all__ = [
     "INSUFFICIENT_PRIVILEGES",
     "Application",
     "EntraError",
+    "FederatedCredential",
     "GraphAuthError",
     "Operation",
     "Principal",
@@ -147,6 +159,16 @@ class _Certificate:
 
 
 @dataclass(frozen=True)
+class FederatedCredential:
+    """Graph's federatedIdentityCredential: tokens of `issuer` for `subject` with one of `audiences`."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Application:
     """An app registration of the seed, with its credentials and admin-consented permissions."""
 
@@ -156,6 +178,11 @@ class Application:
     secrets: tuple[str, ...] = ()
     certificates: tuple[x509.Certificate, ...] = ()
     _certs: tuple[_Certificate, ...] = field(default=(), repr=False, compare=False)
+    federated: tuple[FederatedCredential, ...] = ()
+    # issuer URL -> its public signing keys ((kid, key) pairs, from the seed's JWKS documents)
+    issuer_keys: Mapping[str, tuple[tuple[str | None, Any], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self._certs and self.certificates:
@@ -189,16 +216,50 @@ class Application:
                 if not isinstance(cert.public_key(), rsa.RSAPublicKey):
                     raise SeedError(f"{where}: Entra accepts only RSA certificates for client assertions")
             certs.extend(loaded)
+        federated = tuple(
+            FederatedCredential(
+                name=str(f.get("name") or ""),
+                issuer=str(f.get("issuer") or ""),
+                subject=str(f.get("subject") or ""),
+                audiences=tuple(str(a) for a in f.get("audiences") or ()),
+            )
+            for f in raw.get("federatedIdentityCredentials") or ()
+            if isinstance(f, Mapping)
+        )
         return cls(
             app_id=app_id,
             display_name=str(raw.get("displayName") or app_id),
             permissions=frozenset(str(p) for p in raw.get("permissions") or ()),
             secrets=secrets_,
             certificates=tuple(certs),
+            federated=federated,
+            issuer_keys=_issuer_keys(raw.get("issuerKeys"), f"{path}.issuerKeys"),
         )
 
     def principal(self) -> Principal:
         return Principal(self.app_id, self.display_name, self.permissions)
+
+
+def _issuer_keys(raw: Any, path: str) -> dict[str, tuple[tuple[str | None, Any], ...]]:
+    """issuer -> ((kid, public key), ...) from `issuerKeys: {ISSUER: JWKS}`; SeedError on a bad key."""
+    out: dict[str, tuple[tuple[str | None, Any], ...]] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for issuer, jwks in raw.items():
+        keys: list[tuple[str | None, Any]] = []
+        items = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        for i, jwk in enumerate(items or ()):
+            where = f"{path}[{json.dumps(str(issuer))}].keys[{i}]"
+            if not isinstance(jwk, Mapping) or jwk.get("kty") != "RSA":
+                raise SeedError(f"{where}: give an RSA public key in JWK form (kty RSA, n, e)")
+            try:
+                key = jwt.PyJWK(dict(jwk), algorithm="RS256").key
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+                raise SeedError(f"{where}: not a usable RSA public key (JWK with kty, n, e)") from None
+            kid = jwk.get("kid")
+            keys.append((str(kid) if kid is not None else None, key))
+        out[str(issuer)] = tuple(keys)
+    return out
 
 
 # --------------------------------------------------------------------------- the token service
@@ -435,6 +496,10 @@ class TokenService:
             claims = jwt.decode(assertion, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
+        if str(claims.get("iss", "")).lower().startswith(("https://", "http://")):
+            # a token of an external identity provider (workload identity federation)
+            self._check_federated(app, assertion, header, claims)
+            return
         alg = header.get("alg")
         if alg not in _ASSERTION_ALGORITHMS:
             raise EntraError(
@@ -535,6 +600,99 @@ class TokenService:
                 700027,
                 "Client assertion failed signature validation. [Reason - The audience claim of the client "
                 "assertion does not match the token endpoint.]",
+            )
+
+    def _check_federated(
+        self, app: Application, assertion: str, header: Mapping[str, Any], claims: Mapping[str, Any]
+    ) -> None:
+        """Entra's checks of a federated client assertion: issuer, signature, lifetime, subject, audience."""
+        iss = str(claims.get("iss", ""))
+        sub = str(claims.get("sub", ""))
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else [str(a) for a in aud] if isinstance(aud, list) else []
+        suffix = (
+            " Please check your federated identity credential Subject, Audience and Issuer against the "
+            "presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+        )
+        by_issuer = [f for f in app.federated if f.issuer == iss]
+        if not by_issuer:
+            raise EntraError(
+                400,
+                "invalid_request",
+                700211,
+                f"No matching federated identity record found for presented assertion issuer '{iss}'.{suffix}",
+            )
+        alg = header.get("alg")
+        if alg not in _ASSERTION_ALGORITHMS:
+            raise EntraError(
+                401,
+                "invalid_client",
+                5002738,
+                f"Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing "
+                f"algorithms are: '{','.join(_ASSERTION_ALGORITHMS)}'.",
+            )
+        kid = header.get("kid")
+        keys = [k for key_id, k in app.issuer_keys.get(iss, ()) if kid is None or key_id in (None, kid)]
+        verified = False
+        for key in keys:
+            try:
+                jwt.decode(
+                    assertion,
+                    key,
+                    algorithms=[str(alg)],
+                    options={
+                        "verify_signature": True,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                        "verify_aud": False,
+                        "verify_iss": False,
+                    },
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError:
+                raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
+            verified = True
+            break
+        if not verified:
+            reason = "The key was not found." if not keys else "The provided signature value did not match."
+            raise EntraError(
+                401,
+                "invalid_client",
+                700027,
+                f"Client assertion failed signature validation. [Reason - {reason}, key id '{kid}' of issuer "
+                f"'{iss}'] (the emulator trusts the keys in the application's issuerKeys).",
+            )
+        now = self._clock()
+        exp = claims.get("exp")
+        nbf = claims.get("nbf", claims.get("iat"))
+        if not isinstance(exp, int | float) or (nbf is not None and not isinstance(nbf, int | float)):
+            raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+        if now > exp + CLOCK_SKEW or (nbf is not None and now + CLOCK_SKEW < nbf):
+            raise EntraError(
+                401,
+                "invalid_client",
+                700024,
+                f"Client assertion is not within its valid time range. Current time: {_iso(now)}, "
+                f"assertion valid from {_iso(nbf) if nbf is not None else 'unspecified'}, expiry time of "
+                f"assertion {_iso(exp)}.",
+            )
+        by_subject = [f for f in by_issuer if f.subject == sub]
+        if not by_subject:
+            raise EntraError(
+                400,
+                "invalid_request",
+                700213,
+                f"No matching federated identity record found for presented assertion subject '{sub}'.{suffix}",
+            )
+        if not any(a in f.audiences for f in by_subject for a in auds):
+            raise EntraError(
+                400,
+                "invalid_request",
+                700212,
+                "No matching federated identity record found for presented assertion audience "
+                f"'{', '.join(auds)}'.{suffix}",
             )
 
     def _audience_ok(self, aud: Any, endpoint_urls: Iterable[str]) -> bool:

@@ -104,11 +104,8 @@ def _schema_message(error: Any) -> str:
                 return _schema_message(sub)
             if sub.validator == "enum":
                 return f"{error.instance!r} is not one of {sub.validator_value}"
-    if validator == "anyOf" and error.schema.get("anyOf") == [
-        {"required": ["secret"]},
-        {"required": ["certificate"]},
-    ]:
-        return "an application needs a `secret` or a `certificate`"
+    if validator == "anyOf" and {"required": ["secret"]} in error.schema.get("anyOf", []):
+        return "an application needs a `secret`, a `certificate` or `federatedIdentityCredentials`"
     return str(error.message)
 
 
@@ -603,6 +600,7 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         if aid in app_ids:
             out.append((f"$.applications[{i}].appId", f"appId {aid} is also $.applications[{app_ids[aid]}]"))
         app_ids.setdefault(aid, i)
+        out.extend(_federation_problems(app, f"$.applications[{i}]"))
 
     # emulator rules: plans must be known (a plan of a subscribed SKU, the catalog, or a GUID)
     rules = (doc.get("emulator") or {}).get("rules")
@@ -612,6 +610,32 @@ def _reference_problems(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         extra = _tenant_plans(doc)
         for path, message in RuleTable(()).problems(rules, extra_plans=extra):
             out.append((_json_path(["emulator", "rules", *path]), message))
+    return out
+
+
+def _federation_problems(app: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
+    """Federated credentials: names unique per app (Graph's rule), and every issuer's keys in issuerKeys."""
+    out: list[tuple[str, str]] = []
+    keys = app.get("issuerKeys") or {}
+    names: dict[str, int] = {}
+    for k, fic in enumerate(app.get("federatedIdentityCredentials") or ()):
+        name = str(fic.get("name", "")).lower()
+        if name in names:
+            out.append(
+                (
+                    f"{path}.federatedIdentityCredentials[{k}].name",
+                    f"name {fic.get('name')!r} is also federatedIdentityCredentials[{names[name]}]",
+                )
+            )
+        names.setdefault(name, k)
+        if fic.get("issuer") not in keys:
+            out.append(
+                (
+                    f"{path}.federatedIdentityCredentials[{k}].issuer",
+                    f"no signing keys for issuer {fic.get('issuer')!r}: add its JWKS under issuerKeys "
+                    "(the emulator never fetches keys)",
+                )
+            )
     return out
 
 
