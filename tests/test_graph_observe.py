@@ -189,6 +189,15 @@ class FakeGraph:
         parts = urlsplit(url)
         path = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if path == "/users/$count":
+            if (
+                not self.support_count
+                or headers.get("ConsistencyLevel", headers.get("consistencylevel")) != "eventual"
+            ):
+                return 400, {
+                    "error": {"code": "Request_BadRequest", "message": "$count is not currently supported."}
+                }
+            return 200, str(len(self.users))
         select = query.get("$select")
         assert select, f"no $select on {url}"
         fields = select.split(",")
@@ -272,7 +281,7 @@ def test_observe_everything_equals_the_snapshot_in_one_batch() -> None:
         assert state == snapshot_state(tenant)
         assert state.fingerprint() == snapshot_state(tenant).fingerprint()
         # organization, SKUs, first pages: one batch; members of 3 groups: one more
-        assert fake.log == ["POST $batch[4]", "POST $batch[3]"]
+        assert fake.log == ["POST $batch[5]", "POST $batch[3]"]
         assert client.stats.requests == 2
         assert plan.user_strategy == "all" and plan.users_total == 12
 
@@ -285,7 +294,7 @@ def test_observe_pages_everything_and_counts_requests_exactly() -> None:
     assert state == snapshot_state(tenant)
     # 1 first batch + 2 more user pages + 0 more group pages (3 groups) + members: LIC-E3 has 7 (2 pages)
     assert sorted(fake.log) == sorted(
-        ["POST $batch[4]", "GET /users", "GET /users", "POST $batch[3]", "POST $batch[1]"]
+        ["POST $batch[5]", "GET /users", "GET /users", "POST $batch[3]", "POST $batch[1]"]
     )
 
 

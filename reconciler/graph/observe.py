@@ -2,8 +2,8 @@
 
 The plan (requests for a tenant of N users, G groups, L licensed/named groups):
 
-1. one ``$batch``: organization, subscribedSkus, the first page of groups and the first page of
-   users (``$count=true``, so the total is known);
+1. one ``$batch``: organization, subscribedSkus, the first page of groups, the first page of
+   users and ``users/$count`` (so the total is known);
 2. the remaining group pages (``$top=999``), in parallel with
 3. the members of the licensed and named groups: ``groups/{id}/members?$select=id&$top=999``
    through ``$batch`` (20 per call, several in flight), every ``@odata.nextLink`` batched too;
@@ -31,6 +31,7 @@ from reconciler.graph.client import PAGE_SIZE, BatchRequest, BatchResponse, Grap
 from reconciler.state import (
     Organization,
     TenantState,
+    User,
     group_from_graph,
     sku_from_graph,
     user_from_graph,
@@ -217,14 +218,12 @@ def _observe(
         BatchRequest("org", "GET", _q("/organization", ORG_SELECT, top=None)),
         BatchRequest("skus", "GET", _q("/subscribedSkus", SKU_SELECT, top=None)),
         BatchRequest("groups", "GET", _q("/groups", GROUP_SELECT)),
-        BatchRequest("users", "GET", _q("/users", USER_SELECT, extra="$count=true"), headers=EVENTUAL),
+        BatchRequest("users", "GET", _q("/users", USER_SELECT)),
+        # the total on its own: $count=true on the listing would make every page count again
+        BatchRequest("count", "GET", "/users/$count", headers=EVENTUAL),
     ]
     progress.set("Reading organization and SKUs", 0, 1)
-    org_res, skus_res, groups_res, users_res = client.batch(first)
-    if not users_res.ok and users_res.status == 400:
-        # a Graph (or proxy) that refuses the advanced query: plain paging, total unknown
-        plan.notes.append("users $count refused; listing users without a total")
-        users_res = client.batch([BatchRequest("users", "GET", _q("/users", USER_SELECT))])[0]
+    org_res, skus_res, groups_res, users_res, count_res = client.batch(first)
     org_body = client.check(first[0], org_res)
     orgs = org_body.get("value") if isinstance(org_body, Mapping) and "value" in org_body else [org_body]
     if not orgs:
@@ -235,14 +234,13 @@ def _observe(
 
     groups_page = client.check(first[2], groups_res)
     users_page = client.check(first[3], users_res)
-    users_total = users_page.get("@odata.count")
-    plan.users_total = int(users_total) if users_total is not None else None
+    plan.users_total = _count(count_res)
+    if plan.users_total is None:
+        plan.notes.append("users/$count refused; the number of users is unknown")
 
-    users: dict[str, dict[str, Any]] = {}
-    for raw in users_page.get("value") or []:
-        users[str(raw["id"]).lower()] = raw
+    users: dict[str, User] = {}
+    _add_users(users, users_page.get("value") or [])
     users_next = users_page.get("@odata.nextLink")
-    users_headers = EVENTUAL if users_total is not None else None
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe") as pool:
         listing: Future[None] | None = None
@@ -250,9 +248,8 @@ def _observe(
         def list_rest_of_users() -> None:
             total = plan.users_total
             progress.set("Reading users", len(users), total)
-            for page in client.iter_next_pages(users_next, headers=users_headers):
-                for raw in page:
-                    users[str(raw["id"]).lower()] = raw
+            for page in client.iter_next_pages(users_next):
+                _add_users(users, page)
                 progress.add("Reading users", len(page), total)
 
         # start listing every user now when that is clearly the cheaper way (or asked for)
@@ -323,7 +320,7 @@ def _observe(
 
     # user references (UPN or id) not read yet
     if plan.user_strategy == "members":
-        known_upns = {str(u.get("userPrincipalName") or "").lower() for u in users.values()}
+        known_upns = {u.user_principal_name.lower() for u in users.values()}
         unresolved = [r for r in user_refs if r.lower() not in users and r.lower() not in known_upns]
         _read_users_by_id(client, unresolved, users, progress)
 
@@ -332,11 +329,10 @@ def _observe(
         kept_users = list(users.values())
     else:
         keep_ids = needed | _direct_holders(users) | _referenced(users, user_refs)
-        kept_users = [raw for uid, raw in users.items() if uid in keep_ids]
-    parsed_users = [user_from_graph(raw) for raw in kept_users]
+        kept_users = [u for uid, u in users.items() if uid in keep_ids]
     user_ids = frozenset(users)
     groups = [group_from_graph(raw_groups[gid], members[gid], user_ids) for gid in wanted_ids]
-    return TenantState.build(organization, skus, parsed_users, groups)
+    return TenantState.build(organization, skus, kept_users, groups)
 
 
 def _select_groups(
@@ -374,7 +370,7 @@ def _read_members(client: GraphClient, group_ids: Sequence[str], progress: _Prog
 def _read_users_by_id(
     client: GraphClient,
     refs: Sequence[str],
-    users: dict[str, dict[str, Any]],
+    users: dict[str, User],
     progress: _Progress,
     *,
     tolerate_missing: bool = True,
@@ -390,13 +386,12 @@ def _read_users_by_id(
     for req, res in zip(reqs, responses, strict=True):
         if res.status == 404 and tolerate_missing:
             continue  # a member that is not a user (device, service principal), or an unknown reference
-        raw = client.check(req, res)
-        users[str(raw["id"]).lower()] = raw
+        _add_users(users, [client.check(req, res)])
     progress.set("Reading users", len(reqs), len(reqs))
 
 
 def _read_sku_holders(
-    client: GraphClient, skus: Sequence[Any], users: dict[str, dict[str, Any]], progress: _Progress
+    client: GraphClient, skus: Sequence[Any], users: dict[str, User], progress: _Progress
 ) -> bool:
     """Users holding each SKU (to find direct assignments). False if Graph refuses the filter."""
     reqs = [
@@ -422,24 +417,31 @@ def _read_sku_holders(
             return False
         raise
     for values in out.values():
-        for raw in values:
-            users[str(raw["id"]).lower()] = raw
+        _add_users(users, values)
     progress.set("Reading licensed users", len(reqs), len(reqs))
     return True
 
 
-def _direct_holders(users: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    return {
-        uid
-        for uid, raw in users.items()
-        if any(not s.get("assignedByGroup") for s in raw.get("licenseAssignmentStates") or ())
-    }
+def _add_users(users: dict[str, User], raws: Iterable[Mapping[str, Any]]) -> None:
+    """Parse users as their pages arrive (keeps memory to the parsed objects)."""
+    for raw in raws:
+        user = user_from_graph(raw)
+        users[user.id] = user
 
 
-def _referenced(users: Mapping[str, Mapping[str, Any]], refs: Sequence[str]) -> set[str]:
+def _count(response: BatchResponse) -> int | None:
+    if not response.ok:
+        return None
+    try:
+        return int(str(response.body).strip())
+    except ValueError:
+        return None
+
+
+def _direct_holders(users: Mapping[str, User]) -> set[str]:
+    return {uid for uid, user in users.items() if user.direct_licenses}
+
+
+def _referenced(users: Mapping[str, User], refs: Sequence[str]) -> set[str]:
     lows = {r.lower() for r in refs}
-    return {
-        uid
-        for uid, raw in users.items()
-        if uid in lows or str(raw.get("userPrincipalName") or "").lower() in lows
-    }
+    return {uid for uid, user in users.items() if uid in lows or user.user_principal_name.lower() in lows}
