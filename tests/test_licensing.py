@@ -538,3 +538,40 @@ def test_seat_already_held_is_counted_when_a_count_violation_changes_the_outcome
     assert st(r, 1, STANDARDPACK, 2) == (ACTIVE, NO_ERROR)
     assert st(r, 2, STANDARDPACK, 2) == (ERROR, COUNT_VIOLATION)
     assert r.consumed[STANDARDPACK] == 1
+
+
+def test_seat_of_a_user_who_left_goes_to_a_new_member_in_the_same_run() -> None:
+    inp = tenant(
+        [user(1), user(2)],
+        [group(1, [lic(EMS)], [uid(2)])],
+        units={EMS: 1},
+        previous={uid(1): (prev_state(EMS, 1),)},
+    )
+    r = compute(inp)
+    assert uid(1) not in r.users
+    assert st(r, 2, EMS, 1) == (ACTIVE, NO_ERROR)
+    assert r.consumed[EMS] == 1
+
+
+def test_dependency_on_removal_when_the_group_is_no_longer_security_enabled() -> None:
+    project = group(2, [lic(PROJECTPROFESSIONAL, SHAREPOINTENTERPRISE)], [uid(1)])
+    e3_now_distribution_list = group(1, [lic(ENTERPRISEPACK)], [uid(1)], security=False)
+    previous = {uid(1): (prev_state(ENTERPRISEPACK, 1), prev_state(PROJECTPROFESSIONAL, 2))}
+    r = compute(tenant([user(1)], [e3_now_distribution_list, project], previous=previous))
+    assert st(r, 1, ENTERPRISEPACK, 1) == (ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION)
+    assert st(r, 1, PROJECTPROFESSIONAL, 2) == (ACTIVE, NO_ERROR)
+
+
+def test_states_are_sorted_by_sku_then_direct_then_group_id() -> None:
+    inp = tenant(
+        [user(1, direct=[lic(EMS), lic(ENTERPRISEPACK)])],
+        [group(2, [lic(EMS), lic(ENTERPRISEPACK)], [uid(1)]), group(1, [lic(EMS)], [uid(1)])],
+    )
+    states = compute(inp).users[uid(1)].states
+    assert [(s.sku_id, s.assigned_by_group) for s in states] == [
+        (ENTERPRISEPACK, None),
+        (ENTERPRISEPACK, gid(2)),
+        (EMS, None),
+        (EMS, gid(1)),
+        (EMS, gid(2)),
+    ]
