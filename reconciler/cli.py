@@ -387,6 +387,49 @@ def export_command(
     if out:
         sys.stderr.write(f"policy written to {out}\n")
 
+
+@app.command("migrate")
+def migrate_command(
+    sku: list[str] | None = typer.Option(None, "--sku", metavar="SKU", help="Only direct licenses of this SKU (repeatable)."),
+    out: str | None = typer.Option(None, "--out", metavar="FILE", help="Write the policy here (else stdout, summary on stderr)."),
+    name_pattern: str = typer.Option(
+        "LIC-{sku}-{n}", "--name-pattern", metavar="PATTERN", help="Mirror group names: {sku} part numbers, {n} a number."
+    ),
+    wave_size: int | None = typer.Option(None, "--wave-size", metavar="N", min=1, help="directLicenses.waveSize."),
+    emulator: str | None = _EMULATOR_OPT,
+    graph_url: str | None = _GRAPH_URL_OPT,
+    ca_bundle: str | None = _CA_BUNDLE_OPT,
+    authority: str | None = _AUTHORITY_OPT,
+    tenant_id: str | None = _TENANT_ID_OPT,
+    client_id: str | None = _CLIENT_ID_OPT,
+    device_code: bool = _DEVICE_CODE_OPT,
+) -> None:
+    """Propose mirror groups and a policy moving direct licenses to group-based licensing safely.
+
+    One group per distinct (SKUs, enabled plans) combination, members and licenses as the users have
+    them, directLicenses: removeRedundant. Prints the mirror groups, seats needed, direct removals
+    and the users skipped and why. Read-only. Exit 0; 64 bad flag; 1 Graph or I/O error.
+    """
+    from reconciler.ops.export import write_export
+    from reconciler.ops.migrate import (
+        check_pattern,
+        migration_policy,
+        propose_migration,
+        read_migration_state,
+        render_summary,
+    )
+
+    check_pattern(name_pattern)
+    with _read_only_client(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code) as client:
+        state = read_migration_state(client)
+    migration = propose_migration(state, sku or (), name_pattern)
+    write_export(migration_policy(migration, state, wave_size=wave_size), out)
+    summary = render_summary(migration, state)
+    if out:
+        sys.stdout.write(summary + f"policy written to {out}\n")
+    else:
+        sys.stderr.write(summary)
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the typer app and turn every failure into an exit code, never a traceback."""
     try:
