@@ -352,16 +352,24 @@ class _Executor:
         name = str(body.get("displayName") or (a.group.name if a.group else ""))
         placeholder = "{new:" + name + "}"
         self.label("POST", a.request.url, a.kind, f"group {name}")
-        try:
-            created = self.client.post(a.request.url, json=body)
-        except GraphError as exc:
-            found = self.find_group(name) if exc.status is None or exc.status >= 500 else None
-            if found is None:
-                self.failed_groups.add(placeholder)
-                self.result.failed.append(f"{self.describe(a)}: {exc}")
-                return
-            created = {"id": found}
-        gid = str(created["id"]).lower()
+        gid: str | None = None
+        for attempt in range(3):
+            try:
+                created = self.client.post(a.request.url, json=body)
+                gid = str(created["id"]).lower()
+                break
+            except GraphError as exc:
+                # the answer may be lost after the group was created (a dropped connection, a 5xx):
+                # look for it before creating it again, never create it twice
+                lost = exc.status is None or exc.status >= 500
+                gid = self.find_group(name) if lost else None
+                if gid is not None:
+                    break
+                if not lost or attempt == 2:
+                    self.failed_groups.add(placeholder)
+                    self.result.failed.append(f"{self.describe(a)}: {exc}")
+                    return
+        assert gid is not None
         self.ids[placeholder] = gid
         self.result.created[placeholder] = gid
         self.result.done.append(f"{self.describe(a)} (id {gid})")
