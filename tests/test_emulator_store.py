@@ -205,3 +205,29 @@ def test_sample_tenant_loads_with_the_states_licensing_computes(tmp_path: Path) 
         assert rec.assigned == (tuple(sorted(want.assigned)) if want else ())
     assert store.consumed == dict(expected.consumed)
     assert Store.create(tmp_path / "again.db", store.snapshot()).snapshot() == store.snapshot()
+
+
+def test_proxy_address_collisions_are_seen_by_partial_recomputation(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", seed(), rules=RULES)
+    assert store.shared_address_users() == set()
+    store.update_user(uid(5), {"proxyAddresses": ["SMTP:erin@contoso.com", "smtp:alice@contoso.com"]})
+    assert store.shared_address_users() == {uid(1), uid(5)}
+    store.add_member(G_E3, uid(5))
+    store.drain()
+    assert states(store, uid(5)) == [(E3, G_E3, "Error", "UniquenessViolation")]
+    assert states(store, uid(1)) == [(E3, G_E3, "Active", "None")]  # alice already held the mailbox
+    # a mail-enabled group holding frank's address: frank gets nothing and no state at all
+    store.create_group(
+        {"id": gid(60), "displayName": "DL", "securityEnabled": False, "mailEnabled": True, "mail": "frank@contoso.com"}
+    )
+    store.add_member(G_E3, uid(6))
+    store.drain()
+    assert states(store, uid(6)) == []
+    # fixing the address and reprocessing resolves the error
+    store.update_user(uid(5), {"proxyAddresses": ["SMTP:erin@contoso.com"]})
+    assert store.shared_address_users() == {uid(6)}
+    store.reprocess_user(uid(5))
+    assert states(store, uid(5)) == [(E3, G_E3, "Active", "None")]
+    partial = {u: states(store, u) for u in store.users}
+    store.recompute_all()
+    assert {u: states(store, u) for u in store.users} == partial

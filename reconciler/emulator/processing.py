@@ -117,34 +117,11 @@ def seats_outside(store: Store, user_ids: Iterable[str]) -> dict[str, int]:
     return {sku: store.consumed.get(sku, 0) - held.get(sku, 0) for sku in store.skus}
 
 
-def _shared_address_users(store: Store) -> frozenset[str]:
-    """Users holding a proxy address that another user or a group also holds (cached until an
-    object's addresses may have changed)."""
-    cached = store.address_cache
-    if cached is not None and cached[0] == store.address_version:
-        return cached[1]
-    owners: dict[str, list[str]] = {}
-    for uid, u in store.users.items():
-        for addr in smtp_addresses(u.data.get("proxyAddresses") or ()):
-            owners.setdefault(addr, []).append(uid)
-    for g in store.groups.values():
-        addresses = set(smtp_addresses(g.data.get("proxyAddresses") or ()))
-        if g.data.get("mailEnabled") and g.data.get("mail"):
-            addresses.add(str(g.data["mail"]).lower())
-        for addr in addresses:
-            owners.setdefault(addr, []).append(g.id)
-    out = frozenset(i for ids in owners.values() if len(ids) > 1 for i in ids if i in store.users)
-    store.address_cache = (store.address_version, out)
-    return out
-
-
 def _unsettled_users(store: Store) -> set[str]:
     """Users whose outcome can change without any change of their own: every user with a
     license error (seats or conflicts may have been freed) and every user sharing a proxy
     address with another object. Always part of a partial recomputation."""
-    out = {uid for uid, u in store.users.items() if any(s.state.error != NO_ERROR for s in u.states)}
-    out.update(_shared_address_users(store))
-    return out
+    return store.error_users | store.shared_address_users()
 
 
 def recompute(
@@ -178,6 +155,10 @@ def recompute(
             u.states = records
             u.assigned = new_assigned
             changed.append(u)
+            if any(s.error != NO_ERROR for s in new_states):
+                store.error_users.add(uid)
+            else:
+                store.error_users.discard(uid)
     if changed:
         store.write_states(db, changed, fresh=write_all)
     if subset is None:

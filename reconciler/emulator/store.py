@@ -253,9 +253,12 @@ class Store:
         self._pos = 0
         self.version = 0  # bumped on every committed write
         self.delay_override: float | None = None
-        # bumped whenever proxy addresses of users or groups may have changed (see processing)
-        self.address_version = 0
-        self.address_cache: tuple[int, frozenset[str]] | None = None
+        # SMTP proxy address -> objects holding it (built on first use, then kept up to date)
+        self._addr_owners: dict[str, set[str]] | None = None
+        self._addr_of: dict[str, frozenset[str]] = {}
+        self._dup_addrs: set[str] = set()
+        # users with at least one license error (kept up to date by processing.recompute)
+        self.error_users: set[str] = set()
         self._errors_cache: tuple[int, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------ opening
@@ -363,7 +366,10 @@ class Store:
         """Rebuild the in-memory model from the database."""
         self.skus, self.users, self.upn_index, self.user_order = {}, {}, {}, []
         self.groups, self.group_order, self.member_of = {}, [], {}
-        self.address_cache = None
+        self._addr_owners = None
+        self._addr_of = {}
+        self._dup_addrs = set()
+        self.error_users = set()
         self._errors_cache = None
         self.version += 1
         self._read_db(self.rules)
@@ -535,6 +541,8 @@ class Store:
             for uid, recs in states.items():
                 if uid in self.users:
                     self.users[uid].states = tuple(recs)
+                    if any(r.state.error != "None" for r in recs):
+                        self.error_users.add(uid)
             self.applications_ = [json.loads(d) for (d,) in db.execute("SELECT data FROM applications ORDER BY pos")]
             self._pos = int(
                 db.execute(
@@ -633,6 +641,57 @@ class Store:
                 out.append(m)
         return out
 
+    # ------------------------------------------------------------------ proxy addresses
+
+    def addresses_of(self, oid: str) -> frozenset[str]:
+        """The SMTP addresses an object holds (licensing's form: lower case, no prefix)."""
+        from reconciler.emulator.seed import smtp_addresses
+
+        u = self.users.get(oid)
+        if u is not None:
+            return smtp_addresses(u.data.get("proxyAddresses") or ())
+        g = self.groups.get(oid)
+        if g is None:
+            return frozenset()
+        out = set(smtp_addresses(g.data.get("proxyAddresses") or ()))
+        if g.data.get("mailEnabled") and g.data.get("mail"):
+            out.add(str(g.data["mail"]).lower())
+        return frozenset(out)
+
+    def _touch_addresses(self, oid: str) -> None:
+        """Re-index one object's addresses after it was created, changed or deleted."""
+        owners = self._addr_owners
+        if owners is None:
+            return
+        old = self._addr_of.get(oid, frozenset())
+        new = self.addresses_of(oid)
+        for a in old - new:
+            holders = owners.get(a, set())
+            holders.discard(oid)
+            if len(holders) <= 1:
+                self._dup_addrs.discard(a)
+            if not holders:
+                owners.pop(a, None)
+        for a in new - old:
+            holders = owners.setdefault(a, set())
+            holders.add(oid)
+            if len(holders) > 1:
+                self._dup_addrs.add(a)
+        if new:
+            self._addr_of[oid] = new
+        else:
+            self._addr_of.pop(oid, None)
+
+    def shared_address_users(self) -> set[str]:
+        """Users holding an SMTP address that another user or a group also holds."""
+        with self.lock:
+            if self._addr_owners is None:
+                self._addr_owners = {}
+                for oid in [*self.users, *self.groups]:
+                    self._touch_addresses(oid)
+            owners = self._addr_owners
+            return {o for a in self._dup_addrs for o in owners[a] if o in self.users}
+
     # ------------------------------------------------------------------ user writes
 
     def create_user(self, data: Mapping[str, Any]) -> UserRecord:
@@ -640,7 +699,6 @@ class Store:
 
         raw = {k: v for k, v in dict(data).items() if k not in _USER_COMPUTED and k != "passwordProfile"}
         with self.transaction() as db:
-            self.address_version += 1
             uid = str(raw.get("id") or uuid.uuid4()).lower()
             raw["id"] = uid
             if uid in self.users or uid in self.groups:
@@ -659,13 +717,13 @@ class Store:
                     "INSERT INTO direct_licenses VALUES (?, ?, ?, ?)",
                     (uid, lic.sku_id, _plans_text(lic.disabled_plans), self._next_pos()),
                 )
+            self._touch_addresses(uid)
             if rec.direct:
                 processing.recompute(self, db, {uid})
             return rec
 
     def update_user(self, id_or_upn: str, patch: Mapping[str, Any]) -> UserRecord:
         with self.transaction() as db:
-            self.address_version += 1
             rec = self.user(id_or_upn)
             for key in patch:
                 if key in ("id", *_USER_COMPUTED):
@@ -685,6 +743,7 @@ class Store:
             db.execute(
                 "UPDATE users SET upn = ?, data = ? WHERE id = ?", (rec.upn.lower(), _dumps(rec.data), rec.id)
             )
+            self._touch_addresses(rec.id)
             return rec
 
     def assign_user_licenses(
@@ -734,7 +793,6 @@ class Store:
     def create_group(self, data: Mapping[str, Any]) -> GroupRecord:
         raw = {k: v for k, v in dict(data).items() if k not in _GROUP_COMPUTED and not k.endswith("@odata.bind")}
         with self.transaction() as db:
-            self.address_version += 1
             gid = str(raw.get("id") or uuid.uuid4()).lower()
             if gid in self.groups or gid in self.users:
                 raise bad_request("Another object with the same value for property id already exists.")
@@ -755,17 +813,18 @@ class Store:
             )
             for ref in dict.fromkeys(refs):
                 self._add_member(db, g, ref)
+            self._touch_addresses(gid)
             return g
 
     def update_group(self, group_id: str, patch: Mapping[str, Any]) -> GroupRecord:
         with self.transaction() as db:
-            self.address_version += 1
             g = self.group(group_id)
             for key in patch:
                 if key in ("id", *_GROUP_COMPUTED):
                     raise bad_request(f"Property '{key}' is read-only and cannot be set.")
             g.data.update(patch)
             db.execute("UPDATE groups SET data = ? WHERE id = ?", (_dumps(g.data), g.id))
+            self._touch_addresses(g.id)
             if "securityEnabled" in patch and g.licenses:
                 self._queue(db, g)
             return g
@@ -774,7 +833,6 @@ class Store:
         from reconciler.emulator import processing
 
         with self.transaction() as db:
-            self.address_version += 1
             g = self.group(group_id)
             if g.licenses or g.applied_licenses:
                 raise bad_request(
@@ -793,6 +851,7 @@ class Store:
             db.execute("DELETE FROM groups WHERE id = ?", (g.id,))
             db.execute("DELETE FROM members WHERE group_id = ?", (g.id,))
             db.execute("DELETE FROM group_licenses WHERE group_id = ?", (g.id,))
+            self._touch_addresses(g.id)
             processing.recompute(self, db, set(g.applied_members))
 
     def assign_group_licenses(self, group_id: str, add: Sequence[License], remove: Sequence[str]) -> GroupRecord:
