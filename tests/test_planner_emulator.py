@@ -142,7 +142,7 @@ def check_prediction(tenant: Tenant, plan: Plan) -> int:
             expected = before[uid]
         if got != expected:
             mismatches.append((uid, sorted(expected, key=str), sorted(got, key=str)))
-    assert not mismatches, mismatches[:5]
+    assert not mismatches, "\n".join(map(str, mismatches[:5]))
     return len(plan.prediction)
 
 

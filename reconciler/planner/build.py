@@ -71,26 +71,42 @@ def _touched(state: TenantState, changes: Changes) -> set[str]:
     return out
 
 
-def _reprocess(state: TenantState, changes: Changes, pred: Prediction) -> list[Action]:
-    """Users whose usage location changes, whose licensing the model says changes with it, and
-    whose groups Entra does not process again for this plan: reprocess them explicitly."""
-    processed: set[str] = set()
+def reevaluated(state: TenantState, changes: Changes) -> set[str]:
+    """Users Entra re-evaluates because of the plan's own requests: every member (before and
+    after) of a group whose licenses change; only those who join or leave a group whose
+    membership alone changes; users whose direct licenses change (synchronously)."""
+    out: set[str] = set()
     after = members_after(state, changes)
-    for key in changes.processed_groups:
-        processed.update(after.get(key, ()))
+    for key in changes.group_licenses:
+        out.update(after.get(key, ()))
         live = state.groups.get(key)
         if live is not None:
-            processed.update(live.member_user_ids)
+            out.update(live.member_user_ids)
+    for key, members in changes.group_members.items():
+        if key in changes.group_licenses:
+            continue
+        live = state.groups.get(key)
+        if live is not None and (live.licenses or key in changes.group_licenses):
+            out.update(set(live.member_user_ids).symmetric_difference(members))
+    out.update(changes.direct_removals)
+    return out
+
+
+def _reprocess(state: TenantState, changes: Changes, pred: Prediction) -> list[Action]:
+    """Users whose usage location changes, whose licensing the model says changes with it, and
+    whom no other request of the plan makes Entra re-evaluate: reprocess them explicitly (after
+    group processing; Entra does not re-evaluate licenses when only a user's location changes)."""
+    again = reevaluated(state, changes)
     out = []
     for uid in changes.usage_locations:
-        if uid in processed or uid not in pred.changed or uid in changes.direct_removals:
+        if uid in again or uid not in pred.changed:
             continue
         user = state.users[uid]
         out.append(
             Action(
                 kind="reprocess",
                 reason=f"usage location changes to {changes.usage_locations[uid]}; Entra re-evaluates "
-                "group licenses only when asked",
+                "the user's group licenses only when asked",
                 request=GraphRequest("POST", f"/users/{uid}/reprocessLicenseAssignment"),
                 user=ObjectRef(user.user_principal_name, uid),
                 users=(user.user_principal_name,),

@@ -94,6 +94,7 @@ class _Differ:
         self.members_after: dict[str, tuple[str, ...]] = {}
         # licenses after the plan, for every resolved group (live ones when not managed)
         self.licenses_after: dict[str, tuple[License, ...]] = {}
+        self._groups_of: dict[str, list[ResolvedGroup]] | None = None
 
     def upn(self, uid: str) -> str:
         user = self.state.users.get(uid)
@@ -420,7 +421,10 @@ class _Differ:
 
     def _licensed_groups_of(self) -> dict[str, list[ResolvedGroup]]:
         """user id -> the managed groups (carrying licenses after the plan) the user is a member of."""
+        if self._groups_of is not None:
+            return self._groups_of
         out: dict[str, list[ResolvedGroup]] = {}
+        self._groups_of = out
         for g in self.res.groups:
             if not self.licenses_after[g.key]:
                 continue
@@ -499,21 +503,23 @@ class _Differ:
         ready: dict[str, list[tuple[str, list[str]]]] = {}  # sku -> [(uid, covering group names)]
         pending: dict[str, list[str]] = {}  # sku -> uids covered only after this plan is applied
         extra: dict[str, list[tuple[str, list[str]]]] = {}  # sku -> [(uid, plan names only direct)]
+        sku_plans = {s.sku_id: s.plan_ids for s in self.state.skus.values()}
         for uid in sorted(self.state.users):
             user = self.state.users[uid]
-            if not user.direct_licenses:
+            if not user.direct_licenses or uid not in groups_of:
                 continue
             states = {(s.sku_id, s.assigned_by_group): s for s in user.license_states}
             for lic in user.direct_licenses:
                 sku = self.state.skus.get(lic.sku_id)
                 if sku is None or (self.res.direct_skus is not None and lic.sku_id not in self.res.direct_skus):
                     continue
-                direct_on = frozenset(p for p in sku.plan_ids if p not in lic.disabled_plans)
+                plan_ids = sku_plans[lic.sku_id]
+                direct_on = frozenset(p for p in plan_ids if p not in lic.disabled_plans)
                 giving: list[tuple[ResolvedGroup, frozenset[str]]] = []
                 for g in groups_of.get(uid, ()):
                     for glic in self.licenses_after[g.key]:
                         if glic.sku_id == lic.sku_id:
-                            giving.append((g, frozenset(p for p in sku.plan_ids if p not in glic.disabled_plans)))
+                            giving.append((g, frozenset(p for p in plan_ids if p not in glic.disabled_plans)))
                 if not giving:
                     continue
                 covering = [g for g, on in giving if direct_on <= on]
@@ -530,7 +536,7 @@ class _Differ:
                         st is not None
                         and st.state == ACTIVE
                         and st.error == NO_ERROR
-                        and direct_on <= frozenset(p for p in sku.plan_ids if p not in st.disabled_plans)
+                        and direct_on <= frozenset(p for p in plan_ids if p not in st.disabled_plans)
                     ):
                         active.append(g.name)
                 if active:

@@ -23,7 +23,7 @@ groups give `NestedGroup` warnings naming the users who will not be licensed thr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler import licensing
@@ -57,73 +57,24 @@ def smtp_addresses(proxy_addresses: Iterable[str]) -> frozenset[str]:
     """SMTP proxy addresses, lower case, without the `smtp:` prefix."""
     out = set()
     for p in proxy_addresses:
-        kind, _, address = str(p).partition(":")
-        if kind.lower() == "smtp" and address:
-            out.add(address.lower())
+        if p[:5].lower() == "smtp:" and len(p) > 5:
+            out.add(p[5:].lower())
     return frozenset(out)
 
 
-def sku_capacities(state: TenantState) -> dict[str, SkuCapacity]:
-    """Each SKU's plans and the seats the users of `state` can share: the seats bought, less the
-    seats that users outside `state` hold (subscribedSkus' consumedUnits counts every user; an
-    observed state may hold only the users a plan depends on)."""
-    held: dict[str, int] = {}
-    for u in state.users.values():
-        skus = {lic.sku_id for lic in u.direct_licenses} | u.held_skus()
-        for sku_id in skus:
-            held[sku_id] = held.get(sku_id, 0) + 1
-    return {
-        s.sku_id: SkuCapacity(
-            sku_id=s.sku_id,
-            plan_ids=s.plan_ids,
-            enabled_units=s.enabled_units - max(0, s.consumed_units - held.get(s.sku_id, 0)),
-        )
-        for s in state.skus.values()
-    }
-
-
-def tenant_input(
-    state: TenantState,
-    rules: Rules,
-    changes: Changes | None = None,
-    skus: Mapping[str, SkuCapacity] | None = None,
-) -> LicensingInput:
-    """The licensing model's input for the tenant as it is, or as `changes` leave it."""
-    usage = changes.usage_locations if changes is not None else {}
-    removals = changes.direct_removals if changes is not None else {}
-    users: dict[str, LicensingUser] = {}
-    previous: dict[str, tuple[AssignmentState, ...]] = {}
+def user_addresses(state: TenantState) -> dict[str, frozenset[str]]:
+    """user id -> SMTP proxy addresses (users without any are left out)."""
+    out: dict[str, frozenset[str]] = {}
     for uid, u in state.users.items():
-        direct = u.direct_licenses
-        gone = removals.get(uid)
-        if gone:
-            direct = tuple(lic for lic in direct if lic.sku_id not in gone)
-        users[uid] = LicensingUser(
-            id=uid,
-            usage_location=usage.get(uid, u.usage_location),
-            proxy_addresses=smtp_addresses(u.proxy_addresses),
-            direct=direct,
-        )
-        if u.license_states:
-            previous[uid] = u.license_states
-    groups: dict[str, LicensingGroup] = {}
-    new_licenses = changes.group_licenses if changes is not None else {}
-    new_members = changes.group_members if changes is not None else {}
-    for gid, g in state.groups.items():
-        groups[gid] = LicensingGroup(
-            id=gid,
-            security_enabled=g.security_enabled,
-            licenses=new_licenses.get(gid, g.licenses),
-            member_ids=(*new_members.get(gid, g.member_user_ids), *g.member_group_ids),
-        )
-    if changes is not None:
-        for key in changes.new_groups:
-            groups[key] = LicensingGroup(
-                id=key,
-                security_enabled=True,
-                licenses=new_licenses.get(key, ()),
-                member_ids=new_members.get(key, ()),
-            )
+        if u.proxy_addresses:
+            addrs = smtp_addresses(u.proxy_addresses)
+            if addrs:
+                out[uid] = addrs
+    return out
+
+
+def group_addresses(state: TenantState) -> dict[str, str]:
+    """SMTP address -> the id of the (non-user) group holding it."""
     others: dict[str, str] = {}
     for gid in sorted(state.groups):
         g = state.groups[gid]
@@ -132,24 +83,155 @@ def tenant_input(
             addresses.add(g.mail.lower())
         for a in sorted(addresses):
             others.setdefault(a, gid)
+    return others
+
+
+def _held(u: User) -> set[str]:
+    held = {lic.sku_id for lic in u.direct_licenses}
+    for st in u.license_states:
+        if st.state in HELD_STATES:
+            held.add(st.sku_id)
+    return held
+
+
+def sku_capacities(state: TenantState, subset: Collection[str] | None = None) -> dict[str, SkuCapacity]:
+    """Each SKU's plans and the seats that the users computed (all of `state`, or `subset`) share:
+    the seats bought, less the seats held by the other users (they keep them: their inputs do not
+    change) and by users outside `state` (subscribedSkus' consumedUnits counts every user; an
+    observed state may hold only the users a plan depends on)."""
+    held_all: dict[str, int] = {}
+    held_in: dict[str, int] = {}
+    for uid, u in state.users.items():
+        inside = subset is None or uid in subset
+        for sku_id in _held(u):
+            held_all[sku_id] = held_all.get(sku_id, 0) + 1
+            if inside:
+                held_in[sku_id] = held_in.get(sku_id, 0) + 1
+    out = {}
+    for s in state.skus.values():
+        all_ = held_all.get(s.sku_id, 0)
+        outside = max(0, s.consumed_units - all_) + all_ - held_in.get(s.sku_id, 0)
+        out[s.sku_id] = SkuCapacity(sku_id=s.sku_id, plan_ids=s.plan_ids, enabled_units=s.enabled_units - outside)
+    return out
+
+
+def unsettled_users(
+    state: TenantState, addresses: Mapping[str, frozenset[str]], others: Mapping[str, str]
+) -> set[str]:
+    """Users whose outcome can change without any change of their own (like the emulator's
+    partial recomputation): every user with a license error, and every user sharing a proxy
+    address with another object."""
+    out = {uid for uid, u in state.users.items() if any(st.error != NO_ERROR for st in u.license_states)}
+    owners: dict[str, list[str]] = {}
+    for uid, addrs in addresses.items():
+        for a in addrs:
+            owners.setdefault(a, []).append(uid)
+    for a, ids in owners.items():
+        if len(ids) > 1 or a in others:
+            out.update(ids)
+    return out
+
+
+@dataclass(frozen=True)
+class TenantModel:
+    """The tenant as the licensing model sees it, built once and shared by the BEFORE and AFTER
+    inputs (only what the plan changes is rebuilt for AFTER). `users` may be a subset."""
+
+    users: Mapping[str, LicensingUser]
+    previous: Mapping[str, tuple[AssignmentState, ...]]
+    groups: Mapping[str, LicensingGroup]
+    others: Mapping[str, str]
+
+
+def tenant_model(
+    state: TenantState,
+    subset: Collection[str] | None = None,
+    addresses: Mapping[str, frozenset[str]] | None = None,
+    others: Mapping[str, str] | None = None,
+) -> TenantModel:
+    users: dict[str, LicensingUser] = {}
+    previous: dict[str, tuple[AssignmentState, ...]] = {}
+    ids = state.users if subset is None else sorted(u for u in subset if u in state.users)
+    addresses = addresses if addresses is not None else user_addresses(state)
+    empty: frozenset[str] = frozenset()
+    for uid in ids:
+        u = state.users[uid]
+        users[uid] = LicensingUser(
+            id=uid,
+            usage_location=u.usage_location,
+            proxy_addresses=addresses.get(uid, empty),
+            direct=u.direct_licenses,
+        )
+        if u.license_states:
+            previous[uid] = u.license_states
+    groups: dict[str, LicensingGroup] = {}
+    for gid, g in state.groups.items():
+        groups[gid] = LicensingGroup(
+            id=gid,
+            security_enabled=g.security_enabled,
+            licenses=g.licenses,
+            member_ids=(*g.member_user_ids, *g.member_group_ids),
+        )
+    return TenantModel(
+        users=users,
+        previous=previous,
+        groups=groups,
+        others=others if others is not None else group_addresses(state),
+    )
+
+
+def tenant_input(
+    state: TenantState,
+    rules: Rules,
+    changes: Changes | None = None,
+    skus: Mapping[str, SkuCapacity] | None = None,
+    model: TenantModel | None = None,
+) -> LicensingInput:
+    """The licensing model's input for the tenant as it is, or as `changes` leave it."""
+    base = model if model is not None else tenant_model(state)
+    users: Mapping[str, LicensingUser] = base.users
+    groups: Mapping[str, LicensingGroup] = base.groups
+    if changes is not None:
+        new_users = dict(base.users)
+        for uid in set(changes.usage_locations) | set(changes.direct_removals):
+            old = new_users.get(uid)
+            if old is None:
+                continue
+            gone = changes.direct_removals.get(uid, frozenset())
+            new_users[uid] = LicensingUser(
+                id=uid,
+                usage_location=changes.usage_locations.get(uid, old.usage_location),
+                proxy_addresses=old.proxy_addresses,
+                direct=tuple(lic for lic in old.direct if lic.sku_id not in gone),
+            )
+        users = new_users
+        new_groups = dict(base.groups)
+        for gid in set(changes.group_licenses) | set(changes.group_members) | set(changes.new_groups):
+            live = state.groups.get(gid)
+            new_groups[gid] = LicensingGroup(
+                id=gid,
+                security_enabled=live.security_enabled if live is not None else True,
+                licenses=changes.group_licenses.get(gid, live.licenses if live is not None else ()),
+                member_ids=(
+                    *changes.group_members.get(gid, live.member_user_ids if live is not None else ()),
+                    *(live.member_group_ids if live is not None else ()),
+                ),
+            )
+        groups = new_groups
     return LicensingInput(
         tenant_location=state.organization.usage_location,
         skus=skus if skus is not None else sku_capacities(state),
         users=users,
         groups=groups,
         rules=rules,
-        other_proxy_addresses=others,
-        previous=previous,
+        other_proxy_addresses=base.others,
+        previous=base.previous,
     )
 
 
 def predicted_states(states: Iterable[AssignmentState]) -> tuple[PredictedState, ...]:
-    return tuple(
-        sorted(
-            (PredictedState(s.sku_id, s.assigned_by_group, s.state, s.error) for s in states),
-            key=lambda p: (p.sku_id, p.assigned_by_group or ""),
-        )
-    )
+    """As PredictedState, in the order compute gives them (by SKU, then group; direct first)."""
+    return tuple(PredictedState(s.sku_id, s.assigned_by_group, s.state, s.error) for s in states)
 
 
 @dataclass
@@ -176,7 +258,7 @@ class _Predictor:
         self.changes = changes
         self.catalog = catalog
         self.touched = touched
-        self.skus = sku_capacities(state)
+        self.skus: dict[str, SkuCapacity] = {}
         self.partners = licensing.exclusive_partners(res.rules)
         self.groups_by_key: dict[str, ResolvedGroup] = {g.key: g for g in res.groups}
         self.plan_name: dict[str, str] = {}
@@ -234,8 +316,25 @@ class _Predictor:
     # ------------------------------------------------------------------ run
 
     def run(self) -> Prediction:
-        before_input = tenant_input(self.state, self.res.rules, None, self.skus)
-        after_input = tenant_input(self.state, self.res.rules, self.changes, self.skus)
+        # Only the users the plan touches and the unsettled ones (errors, shared addresses) are
+        # computed, with the seats of everybody else set aside: every other user's inputs do not
+        # change and they have no error, so the model keeps their states as they are (the
+        # emulator's partial recomputation makes the same choice).
+        state = self.state
+        self.addresses = user_addresses(state)
+        others = group_addresses(state)
+        subset = set(self.touched) | unsettled_users(state, self.addresses, others)
+        subset &= set(state.users)
+        if len(subset) * 2 > len(state.users):
+            subset = set(state.users)
+        self.skus = sku_capacities(state, subset)
+        model = tenant_model(state, subset, self.addresses, others)
+        self.model = model
+        self.outside_seats = {
+            sku_id: s.enabled_units - self.skus[sku_id].enabled_units for sku_id, s in state.skus.items()
+        }
+        before_input = tenant_input(state, self.res.rules, None, self.skus, model)
+        after_input = tenant_input(state, self.res.rules, self.changes, self.skus, model)
         before = licensing.compute(before_input)
         after = licensing.compute(after_input)
         self.after_input = after_input
@@ -243,27 +342,34 @@ class _Predictor:
         self.after = after
         buckets: dict[tuple[str, str, str, str | None], list[str]] = {}
         empty: tuple[AssignmentState, ...] = ()
-        uids = set(after.users) | set(before.users)
-        uids.update(uid for uid, u in self.state.users.items() if u.license_states)
-        for uid in sorted(uids):
+        for uid in sorted(subset):
             user = self.state.users.get(uid)
             current = user.license_states if user is not None else empty
             a = after.users.get(uid)
             b = before.users.get(uid)
             a_states = a.states if a is not None else empty
-            cur_errs = _errors(current)
-            before_errs = _errors(b.states if b is not None else empty)
-            after_errs = _errors(a_states)
-            if b is not None:
-                before_errs |= {(SILENT, "", g) for g in b.silent_groups}
-            if a is not None:
-                after_errs |= {(SILENT, "", g) for g in a.silent_groups}
-            for e in after_errs:
-                status = EXISTING if (e in cur_errs or e in before_errs) else NEW
-                buckets.setdefault((status, *e), []).append(uid)
-            for e in cur_errs - after_errs:
-                buckets.setdefault((FIXED, *e), []).append(uid)
-            if _state_set(a_states) != _state_set(current):
+            b_states = b.states if b is not None else empty
+            changed = a_states != current
+            if (
+                _has_error(current)
+                or _has_error(a_states)
+                or _has_error(b_states)
+                or (a is not None and a.silent_groups)
+                or (b is not None and b.silent_groups)
+            ):
+                cur_errs = _errors(current)
+                before_errs = _errors(b_states)
+                after_errs = _errors(a_states)
+                if b is not None:
+                    before_errs |= {(SILENT, "", g) for g in b.silent_groups}
+                if a is not None:
+                    after_errs |= {(SILENT, "", g) for g in a.silent_groups}
+                for e in after_errs:
+                    status = EXISTING if (e in cur_errs or e in before_errs) else NEW
+                    buckets.setdefault((status, *e), []).append(uid)
+                for e in cur_errs - after_errs:
+                    buckets.setdefault((FIXED, *e), []).append(uid)
+            if changed and _state_set(a_states) != _state_set(current):
                 pred.changed.add(uid)
             if uid in pred.changed or uid in self.touched:
                 pred.states[uid] = predicted_states(a_states)
@@ -344,7 +450,7 @@ class _Predictor:
         if code == licensing.COUNT_VIOLATION:
             sku = self.state.skus.get(sku_id)
             bought = sku.enabled_units if sku is not None else 0
-            used = self.after.consumed.get(sku_id, 0)
+            used = self.after.consumed.get(sku_id, 0) + self.outside_seats.get(sku_id, 0)
             return (
                 f"no seat left ({bought} bought, {used} in use after the plan)",
                 f"buy more {part} seats, or free seats by removing {part} from other users or groups",
@@ -455,14 +561,14 @@ class _Predictor:
     def _owners(self) -> dict[str, list[str]]:
         if self._address_owners is None:
             owners: dict[str, list[str]] = {}
-            for u in self.state.users.values():
-                for a in smtp_addresses(u.proxy_addresses):
-                    owners.setdefault(a, []).append(u.user_principal_name)
-            for g in self.state.groups.values():
-                addrs = set(smtp_addresses(g.proxy_addresses))
-                if g.mail_enabled and g.mail:
-                    addrs.add(g.mail.lower())
+            for uid, addrs in self.addresses.items():
                 for a in addrs:
+                    owners.setdefault(a, []).append(self.upn(uid))
+            for g in self.state.groups.values():
+                group_addrs = set(smtp_addresses(g.proxy_addresses))
+                if g.mail_enabled and g.mail:
+                    group_addrs.add(g.mail.lower())
+                for a in group_addrs:
                     owners.setdefault(a, []).append(f"group {g.display_name}")
             self._address_owners = owners
         return self._address_owners
@@ -471,11 +577,9 @@ class _Predictor:
         owners = self._owners()
         found: set[str] = set()
         for uid in sample:
-            user: User | None = self.state.users.get(uid)
-            if user is None:
-                continue
-            for a in smtp_addresses(user.proxy_addresses):
-                others = [o for o in owners.get(a, ()) if o != user.user_principal_name]
+            upn = self.upn(uid)
+            for a in self.addresses.get(uid, ()):
+                others = [o for o in owners.get(a, ()) if o != upn]
                 if others:
                     found.add(f"{a} is also held by {', '.join(sorted(others))}")
         return "; ".join(sorted(found)[:5])
@@ -545,6 +649,10 @@ class _Predictor:
                 )
             )
         return out
+
+
+def _has_error(states: Iterable[AssignmentState]) -> bool:
+    return any(s.error != NO_ERROR for s in states)
 
 
 def _errors(states: Iterable[AssignmentState]) -> set[_ErrKey]:

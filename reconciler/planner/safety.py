@@ -38,6 +38,8 @@ def losing_users(before: LicensingResult, after: LicensingResult, skus: Mapping[
         if a is None:
             out.append(uid)
             continue
+        if a.assigned == b.assigned:
+            continue
         a_skus = {lic.sku_id for lic in a.assigned}
         if any(lic.sku_id not in a_skus for lic in b.assigned):
             out.append(uid)
@@ -47,8 +49,14 @@ def losing_users(before: LicensingResult, after: LicensingResult, skus: Mapping[
     return sorted(out)
 
 
-def licensed_users(before: LicensingResult) -> int:
-    return sum(1 for u in before.users.values() if u.assigned)
+def licensed_users(state: TenantState) -> int:
+    """Users holding any license today (directly, or an Active/ActiveWithError group state)."""
+    held = ("Active", "ActiveWithError")
+    return sum(
+        1
+        for u in state.users.values()
+        if u.direct_licenses or any(st.state in held for st in u.license_states)
+    )
 
 
 def removal_limit(policy: Policy, licensed: int) -> tuple[int, str]:
@@ -81,7 +89,7 @@ def check_safety(
 ) -> list[Violation]:
     out: list[Violation] = []
     losing = losing_users(before, after, skus)
-    licensed = licensed_users(before)
+    licensed = licensed_users(state)
     limit, text = removal_limit(policy, licensed)
     if len(losing) > limit:
         upns = tuple(
