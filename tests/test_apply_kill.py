@@ -7,55 +7,18 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_apply_support import POLICIES, Tenant, normalized
+from test_apply_support import POLICIES, Tenant, Watcher, normalized
 
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL"),
 ]
-
-
-class Watcher(threading.Thread):
-    """Reads every user's effective licenses over and over; records any enabled plan lost."""
-
-    def __init__(self, tenant: Tenant) -> None:
-        super().__init__(daemon=True)
-        self.tenant = tenant
-        self.plans = {
-            str(s["skuId"]).lower(): {str(p["servicePlanId"]).lower() for p in s["servicePlans"]}
-            for s in tenant.seed["subscribedSkus"]
-        }
-        self.stop = threading.Event()
-        self.last: dict[str, set[str]] = {}
-        self.lost: list[tuple[str, set[str]]] = []
-        self.reads = 0
-
-    def enabled(self, user: dict[str, Any]) -> set[str]:
-        out: set[str] = set()
-        for lic in user.get("assignedLicenses") or ():
-            sku = str(lic["skuId"]).lower()
-            out |= self.plans.get(sku, set()) - {str(p).lower() for p in lic.get("disabledPlans") or ()}
-        return out
-
-    def run(self) -> None:
-        with self.tenant.client(read_only=True) as c:
-            while not self.stop.is_set():
-                users = c.get_all("/users", select=("id", "userPrincipalName", "assignedLicenses"))
-                self.reads += 1
-                for u in users:
-                    now = self.enabled(u)
-                    before = self.last.get(u["id"], now)
-                    if before - now:
-                        self.lost.append((str(u["userPrincipalName"]), before - now))
-                    self.last[u["id"]] = now
-                time.sleep(0.05)
 
 
 def test_killed_apply_converges_without_losing_a_license(start_emulator: Callable[..., Any], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -87,7 +88,8 @@ class Tenant:
         with self.client(on_write=hook) as c:
             state = observe_scope(c, plan)
             check_plan(plan, state)
-            opts = ApplyOptions(poller=fast_poller(), progress=False, say=lambda _t: None, audit=audit, **options)
+            options.setdefault("poller", fast_poller())
+            opts = ApplyOptions(progress=False, say=lambda _t: None, audit=audit, **options)
             return apply_plan(c, plan, state, opts)
 
     # -- Graph by hand
@@ -195,3 +197,39 @@ def normalized(snapshot: Mapping[str, Any]) -> dict[str, Any]:
         "groups": sorted(out_groups, key=lambda g: str(g["displayName"])),
         "subscribedSkus": snapshot["subscribedSkus"],
     }
+
+
+class Watcher(threading.Thread):
+    """Reads every user's effective licenses over and over; records any enabled plan lost."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        super().__init__(daemon=True)
+        self.tenant = tenant
+        self.plans = {
+            str(s["skuId"]).lower(): {str(p["servicePlanId"]).lower() for p in s["servicePlans"]}
+            for s in tenant.seed["subscribedSkus"]
+        }
+        self.stop = threading.Event()
+        self.last: dict[str, set[str]] = {}
+        self.lost: list[tuple[str, set[str]]] = []
+        self.reads = 0
+
+    def enabled(self, user: dict[str, Any]) -> set[str]:
+        out: set[str] = set()
+        for lic in user.get("assignedLicenses") or ():
+            sku = str(lic["skuId"]).lower()
+            out |= self.plans.get(sku, set()) - {str(p).lower() for p in lic.get("disabledPlans") or ()}
+        return out
+
+    def run(self) -> None:
+        with self.tenant.client(read_only=True) as c:
+            while not self.stop.is_set():
+                users = c.get_all("/users", select=("id", "userPrincipalName", "assignedLicenses"))
+                self.reads += 1
+                for u in users:
+                    now = self.enabled(u)
+                    before = self.last.get(u["id"], now)
+                    if before - now:
+                        self.lost.append((str(u["userPrincipalName"]), before - now))
+                    self.last[u["id"]] = now
+                time.sleep(0.05)
