@@ -41,13 +41,18 @@ def rules_for_tenant(store: Store) -> Rules:
 
 
 def _licensing_user(u: UserRecord) -> LicensingUser:
+    cached = u.licensing
+    if isinstance(cached, LicensingUser):
+        return cached
     loc = u.data.get("usageLocation")
-    return LicensingUser(
+    lic = LicensingUser(
         id=u.id,
         usage_location=str(loc) if loc else None,
         proxy_addresses=smtp_addresses(u.data.get("proxyAddresses") or ()),
         direct=tuple(sorted(u.direct.values())),
     )
+    u.licensing = lic
+    return lic
 
 
 def sku_capacities(store: Store, outside: Mapping[str, int] | None = None) -> dict[str, SkuCapacity]:

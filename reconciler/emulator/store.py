@@ -196,6 +196,7 @@ class UserRecord:
     direct: dict[str, License] = field(default_factory=dict)  # sku id -> direct assignment
     states: tuple[StateRecord, ...] = ()
     assigned: tuple[License, ...] = ()  # effective licenses (from the last computation)
+    licensing: Any = None  # processing's cached licensing.LicensingUser; None after any change
 
     @property
     def upn(self) -> str:
@@ -740,6 +741,7 @@ class Store:
                 if key == "passwordProfile":
                     continue
                 rec.data[key] = value
+            rec.licensing = None
             db.execute(
                 "UPDATE users SET upn = ?, data = ? WHERE id = ?", (rec.upn.lower(), _dumps(rec.data), rec.id)
             )
@@ -757,6 +759,7 @@ class Store:
             message = processing.check_direct(self, rec.id, add, remove)
             if message:
                 raise bad_request(message)
+            rec.licensing = None
             for sku in remove:
                 if rec.direct.pop(sku, None) is not None:
                     db.execute("DELETE FROM direct_licenses WHERE user_id = ? AND sku_id = ?", (rec.id, sku))
