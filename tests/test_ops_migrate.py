@@ -121,19 +121,19 @@ def run_migration(access: Access, path: Path, max_rounds: int = 6) -> list[Plan]
 def check_end(access: Access, mig: Migration, before: TenantState) -> None:
     snap = access.snapshot()
     users = {u["id"].lower(): u for u in snap["users"]}
-    for uid in mig.migrated_users:
+    for uid, sku_id in sorted(mig.migrated_pairs()):
         u = users[uid]
-        for sku_id in {lic.sku_id for lic in before.users[uid].direct_licenses if lic.sku_id in mig.skus}:
-            states = [s for s in u.get("licenseAssignmentStates") or () if s["skuId"].lower() == sku_id]
-            assert not any(s.get("assignedByGroup") is None for s in states), (u["userPrincipalName"], sku_id)
-            assert any(s.get("assignedByGroup") and s["state"] == "Active" for s in states), (u["userPrincipalName"], sku_id)
-            assert all(a["skuId"].lower() != sku_id for a in u["assignedLicenses"])  # seed format: direct only
+        states = [s for s in u.get("licenseAssignmentStates") or () if s["skuId"].lower() == sku_id]
+        assert not any(s.get("assignedByGroup") is None for s in states), (u["userPrincipalName"], sku_id)
+        assert any(s.get("assignedByGroup") and s["state"] == "Active" for s in states), (u["userPrincipalName"], sku_id)
+        assert all(a["skuId"].lower() != sku_id for a in u["assignedLicenses"])  # seed format: direct only
+    parts = {s.sku_id: s.part_number for s in before.skus.values()}
     for s in mig.skipped:
         u = users[s.user_id]
         held = {st["skuId"].lower() for st in u.get("licenseAssignmentStates") or () if st["state"] in HELD}
         assert before.users[s.user_id].held_skus() <= held, s.user
-        direct = {a["skuId"].lower() for a in u["assignedLicenses"]}
-        assert {lic.sku_id for lic in before.users[s.user_id].direct_licenses} <= direct, s.user
+        direct = {parts[a["skuId"].lower()] for a in u["assignedLicenses"]}
+        assert set(s.kept) <= direct, s.user
 
 
 def test_migrate_sample_tenant_plan_apply_until_no_changes(start_emulator: Callable[..., Any], tmp_path: Path) -> None:

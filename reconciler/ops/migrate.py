@@ -64,6 +64,7 @@ class Skipped:
     user_id: str
     user: str
     reason: str
+    kept: tuple[str, ...] = ()  # part numbers of the direct licenses the user keeps
 
 
 @dataclass
@@ -78,7 +79,12 @@ class Migration:
 
     @property
     def migrated_users(self) -> set[str]:
-        return {u for g in self.mirror_groups for u in g.members} | {c.user_id for c in self.covered}
+        return {u for u, _ in self.migrated_pairs()}
+
+    def migrated_pairs(self) -> set[tuple[str, str]]:
+        """(user id, sku id) of every direct license the migration removes."""
+        out = {(u, lic.sku_id) for g in self.mirror_groups for lic in g.licenses for u in g.members}
+        return out | {(c.user_id, c.sku_id) for c in self.covered}
 
     def removals(self) -> dict[str, int]:
         """Direct licenses that will be removed, per SKU id."""
@@ -209,26 +215,11 @@ def propose_migration(
         if not direct:
             continue
         mig.users[user.id] = user.user_principal_name
-        errors = sorted(
-            {(s.error, s.sku_id, s.assigned_by_group) for s in user.license_states if s.error != NO_ERROR},
-            key=lambda e: (e[0], e[1], e[2] or ""),
-        )
-        if errors:
-            code, sku_id, gid = errors[0]
-            where = state.groups[gid].display_name if gid and gid in state.groups else (gid or "a direct license")
-            mig.skipped.append(
-                Skipped(
-                    user.id,
-                    user.user_principal_name,
-                    f"in license error ({code} on {mig.parts.get(sku_id, sku_id)} from {where}); "
-                    "resolve it first (`reconciler errors`), then run migrate again",
-                )
-            )
-            continue
         states = {(s.sku_id, s.assigned_by_group): s for s in user.license_states}
         covered: list[Covered] = []
         uncovered: list[License] = []
-        conflict: str | None = None
+        conflicts: list[str] = []
+        kept: list[str] = []
         for lic in direct:
             sku = state.skus[lic.sku_id]
             on = _enabled(sku, lic.disabled_plans)
@@ -252,31 +243,54 @@ def propose_migration(
             if good:
                 covered.append(Covered(user.id, lic.sku_id, tuple(sorted(good))))
                 continue
+            kept.append(lic.sku_id)
             missing = frozenset(on)
             for _, g_on in giving:
                 missing &= on - g_on
+            if not missing:
+                names = ", ".join(sorted(g.display_name for g, _ in giving))
+                conflicts.append(
+                    f"the inherited {sku.part_number} from {names} is not Active without error yet"
+                )
+                continue
             names = ", ".join(sorted(g.display_name for g, _ in giving))
-            conflict = (
-                f"direct {sku.part_number} enables {_plan_names(sku, missing or on)}, which {names} "
+            conflicts.append(
+                f"direct {sku.part_number} enables {_plan_names(sku, missing)}, which {names} "
                 f"(also giving {sku.part_number}) switches off: enable the plans in the group if the user "
                 "needs them, or remove the direct license by hand once not"
             )
-            break
-        if conflict is not None:
-            mig.skipped.append(Skipped(user.id, user.user_principal_name, conflict))
-            continue
-        key = tuple(sorted(uncovered))
-        if key:
-            if key not in refused:
-                refused[key] = _refused(state, rules, key)
-            why = refused[key]
-            if why is not None:
-                mig.skipped.append(Skipped(user.id, user.user_principal_name, why))
-                continue
-            combos.setdefault(key, []).append(user.id)
+        # a direct license an Active group assignment already covers is removed by the plan in any
+        # case (removeRedundant); what remains needs a mirror group unless something stops it
         mig.covered += covered
         for c in covered:
             existing.update(c.groups)
+        key = tuple(sorted(uncovered))
+        errors = sorted(
+            {(s.error, s.sku_id, s.assigned_by_group) for s in user.license_states if s.error != NO_ERROR},
+            key=lambda e: (e[0], e[1], e[2] or ""),
+        )
+        why: str | None = None
+        if key and errors:
+            code, sku_id, gid = errors[0]
+            where = state.groups[gid].display_name if gid and gid in state.groups else (gid or "a direct license")
+            why = (
+                f"in license error ({code} on {mig.parts.get(sku_id, sku_id)} from {where}); "
+                "resolve it first (`reconciler errors`), then run migrate again"
+            )
+        elif conflicts:
+            why = "; ".join(conflicts)
+        elif key:
+            if key not in refused:
+                refused[key] = _refused(state, rules, key)
+            why = refused[key]
+        if why is not None:
+            kept_ids = [*kept, *(lic.sku_id for lic in key)]
+            mig.skipped.append(
+                Skipped(user.id, user.user_principal_name, why, tuple(mig.parts.get(s, s) for s in kept_ids))
+            )
+            continue
+        if key:
+            combos.setdefault(key, []).append(user.id)
 
     taken = {g.display_name.casefold() for g in state.groups.values()}
     counters: dict[str, int] = {}
@@ -331,11 +345,14 @@ def migration_policy(
         "#    with at least the same plans and that assignment is Active without error",
         "#    (directLicenses: removeRedundant; apply never removes one before). Repeat until the plan",
         "#    shows no changes.",
-        f"# {plural(len(mig.migrated_users), 'user')} migrated, {plural(len(mig.skipped), 'user')} skipped "
-        "(they keep their direct licenses):",
     ]
+    out += comment_block(
+        f"{plural(len(mig.migrated_users), 'user')} migrated, {plural(len(mig.skipped), 'user')} skipped (they "
+        "keep the direct licenses named; one an Active group assignment already covers is still removed):",
+        "",
+    )
     for s in mig.skipped:
-        out += comment_block(f"- {s.user}: {s.reason}", "")
+        out += comment_block(f"- {s.user} keeps direct {', '.join(s.kept)}: {s.reason}", "")
     out += [
         "# If another policy already manages a group listed here, keep that entry in one place only.",
         "apiVersion: reconciler/v1",
@@ -428,9 +445,9 @@ def render_summary(mig: Migration, state: TenantState) -> str:
                 parts.append(f"{later} by a later plan, after the mirror groups are processed and Active")
             out.append(f"  - {mig.parts[sku_id]}: {removals[sku_id]} ({'; '.join(parts)})")
     if mig.skipped:
-        out.append(f"Skipped ({len(mig.skipped)} users keep their direct licenses):")
+        out.append(f"Skipped ({len(mig.skipped)} users keep direct licenses):")
         for s in mig.skipped:
-            out.append(f"  ! {s.user}: {s.reason}")
+            out.append(f"  ! {s.user} keeps direct {', '.join(s.kept)}: {s.reason}")
     out.append(
         f"{plural(len(mig.migrated_users), 'user')} to migrate, {plural(len(mig.mirror_groups), 'mirror group')}, "
         f"{plural(len(mig.skipped), 'user')} skipped."
