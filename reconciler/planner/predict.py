@@ -45,7 +45,7 @@ from reconciler.plan import EXISTING, FIXED, NEW, PredictedState, Violation
 from reconciler.planner.diff import Changes
 from reconciler.planner.resolve import Resolution, ResolvedGroup
 from reconciler.policy.model import Location
-from reconciler.state import TenantState, User
+from reconciler.state import TenantState
 
 ERROR = "error"
 WARNING = "warning"
@@ -86,24 +86,24 @@ def group_addresses(state: TenantState) -> dict[str, str]:
     return others
 
 
-def _held(u: User) -> set[str]:
-    held = {lic.sku_id for lic in u.direct_licenses}
-    for st in u.license_states:
-        if st.state in HELD_STATES:
-            held.add(st.sku_id)
-    return held
-
-
 def sku_capacities(state: TenantState, subset: Collection[str] | None = None) -> dict[str, SkuCapacity]:
     """Each SKU's plans and the seats that the users computed (all of `state`, or `subset`) share:
     the seats bought, less the seats held by the other users (they keep them: their inputs do not
     change) and by users outside `state` (subscribedSkus' consumedUnits counts every user; an
     observed state may hold only the users a plan depends on)."""
-    held_all: dict[str, int] = {}
-    held_in: dict[str, int] = {}
+    held_all: dict[str, int] = dict.fromkeys(state.skus, 0)
+    held_in: dict[str, int] = dict.fromkeys(state.skus, 0)
     for uid, u in state.users.items():
+        held: set[str] = set()
+        for lic in u.direct_licenses:
+            held.add(lic.sku_id)
+        for st in u.license_states:
+            if st.state in HELD_STATES:
+                held.add(st.sku_id)
+        if not held:
+            continue
         inside = subset is None or uid in subset
-        for sku_id in _held(u):
+        for sku_id in held:
             held_all[sku_id] = held_all.get(sku_id, 0) + 1
             if inside:
                 held_in[sku_id] = held_in.get(sku_id, 0) + 1
@@ -121,14 +121,25 @@ def unsettled_users(
     """Users whose outcome can change without any change of their own (like the emulator's
     partial recomputation): every user with a license error, and every user sharing a proxy
     address with another object."""
-    out = {uid for uid, u in state.users.items() if any(st.error != NO_ERROR for st in u.license_states)}
-    owners: dict[str, list[str]] = {}
+    out: set[str] = set()
+    for uid, u in state.users.items():
+        for st in u.license_states:
+            if st.error != NO_ERROR:
+                out.add(uid)
+                break
+    first: dict[str, str] = {}
+    shared: set[str] = set()
     for uid, addrs in addresses.items():
         for a in addrs:
-            owners.setdefault(a, []).append(uid)
-    for a, ids in owners.items():
-        if len(ids) > 1 or a in others:
-            out.update(ids)
+            if a in others:
+                out.add(uid)
+            other = first.setdefault(a, uid)
+            if other != uid:
+                shared.add(a)
+    if shared:
+        for uid, addrs in addresses.items():
+            if not shared.isdisjoint(addrs):
+                out.add(uid)
     return out
 
 
@@ -229,9 +240,21 @@ def tenant_input(
     )
 
 
-def predicted_states(states: Iterable[AssignmentState]) -> tuple[PredictedState, ...]:
-    """As PredictedState, in the order compute gives them (by SKU, then group; direct first)."""
-    return tuple(PredictedState(s.sku_id, s.assigned_by_group, s.state, s.error) for s in states)
+def predicted_states(
+    states: Iterable[AssignmentState], cache: dict[int, tuple[AssignmentState, PredictedState]] | None = None
+) -> tuple[PredictedState, ...]:
+    """As PredictedState, in the order compute gives them (by SKU, then group; direct first).
+    `cache` (by object identity: compute shares equal states between users) saves allocations."""
+    if cache is None:
+        return tuple(PredictedState(s.sku_id, s.assigned_by_group, s.state, s.error) for s in states)
+    out = []
+    for s in states:
+        hit = cache.get(id(s))
+        if hit is None or hit[0] is not s:
+            hit = (s, PredictedState(s.sku_id, s.assigned_by_group, s.state, s.error))
+            cache[id(s)] = hit
+        out.append(hit[1])
+    return tuple(out)
 
 
 @dataclass
@@ -342,6 +365,7 @@ class _Predictor:
         self.after = after
         buckets: dict[tuple[str, str, str, str | None], list[str]] = {}
         empty: tuple[AssignmentState, ...] = ()
+        cache: dict[int, tuple[AssignmentState, PredictedState]] = {}
         for uid in sorted(subset):
             user = self.state.users.get(uid)
             current = user.license_states if user is not None else empty
@@ -372,10 +396,11 @@ class _Predictor:
             if changed and _state_set(a_states) != _state_set(current):
                 pred.changed.add(uid)
             if uid in pred.changed or uid in self.touched:
-                pred.states[uid] = predicted_states(a_states)
+                pred.states[uid] = predicted_states(a_states, cache)
         for uid in sorted(self.touched - set(pred.states)):
             if uid in self.state.users:
                 pred.states[uid] = ()
+        self.buckets = buckets
         for (status, code, sku_id, group), users in buckets.items():
             pred.violations.append(self.violation(status, code, sku_id, group, users))
         pred.violations += self.nested_groups()
@@ -559,9 +584,17 @@ class _Predictor:
         return ("", "see Microsoft's article on resolving group license assignment problems")
 
     def _owners(self) -> dict[str, list[str]]:
+        """address -> the users (UPNs) and groups holding it, for the addresses of users in
+        UniquenessViolation (built once, on first use)."""
         if self._address_owners is None:
+            wanted: set[str] = set()
+            for uids in self._unique_users().values():
+                for uid in uids:
+                    wanted.update(self.addresses.get(uid, ()))
             owners: dict[str, list[str]] = {}
             for uid, addrs in self.addresses.items():
+                if wanted.isdisjoint(addrs):
+                    continue
                 for a in addrs:
                     owners.setdefault(a, []).append(self.upn(uid))
             for g in self.state.groups.values():
@@ -572,6 +605,13 @@ class _Predictor:
                     owners.setdefault(a, []).append(f"group {g.display_name}")
             self._address_owners = owners
         return self._address_owners
+
+    def _unique_users(self) -> dict[tuple[str, str, str | None], list[str]]:
+        out: dict[tuple[str, str, str | None], list[str]] = {}
+        for (_status, code, sku_id, group), uids in self.buckets.items():
+            if code in (licensing.UNIQUENESS_VIOLATION, SILENT):
+                out.setdefault((code, sku_id, group), []).extend(uids[:DETAIL_USERS])
+        return out
 
     def _duplicates(self, sample: list[str]) -> str:
         owners = self._owners()
