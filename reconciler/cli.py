@@ -489,11 +489,8 @@ def apply_command(
     --force) or a bad plan file, 4 the plan is stale, of another tenant, or a group changed meanwhile,
     64 policy paths without a terminal and without --auto-approve.
     """
-    from reconciler.apply.audit import audit_path
-    from reconciler.apply.run import ApplySettings, apply_planfile, apply_policy, is_plan_file
+    from reconciler.apply.detect import is_plan_file
     from reconciler.errors import EXIT_RUNTIME, UsageError
-    from reconciler.graph.connect import ConnectionOptions
-    from reconciler.render import color_wanted, render
 
     plan_files = [t for t in targets if is_plan_file(t)]
     if plan_files and len(targets) > 1:
@@ -503,6 +500,11 @@ def apply_command(
             "apply of policy paths needs approval, and there is no terminal to ask on: pass --auto-approve, "
             "or save a plan with `reconciler plan --out PLANFILE`, review it, and `reconciler apply PLANFILE`"
         )
+    from reconciler.apply.audit import audit_path
+    from reconciler.apply.run import ApplySettings, apply_planfile, apply_policy
+    from reconciler.graph.connect import ConnectionOptions
+    from reconciler.render import color_wanted, render
+
     options = ConnectionOptions.resolve(
         emulator=emulator,
         graph_url=graph_url,
@@ -578,14 +580,14 @@ def reprocess_command(
     Calls go through $batch. Exit 0 done, 1 some calls failed (Graph's reason is listed) or the wait
     timed out, 64 not exactly one of --group/--user/--errors.
     """
-    from reconciler.apply.audit import AuditLog, audit_path
-    from reconciler.apply.reprocess import reprocess_users
     from reconciler.errors import UsageError
-    from reconciler.graph.connect import ConnectionOptions, connect
-    from reconciler.graph.observe import rich_progress
 
     if (group is not None) + (user is not None) + errors != 1:
         raise UsageError("give exactly one of --group G, --user U or --errors")
+    from reconciler.apply.audit import AuditLog, audit_path
+    from reconciler.apply.reprocess import reprocess_users
+    from reconciler.graph.connect import ConnectionOptions, connect
+    from reconciler.graph.observe import rich_progress
     options = ConnectionOptions.resolve(
         emulator=emulator,
         graph_url=graph_url,

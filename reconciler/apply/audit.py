@@ -26,10 +26,12 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError
-from reconciler.graph.client import WriteRecord
+
+if TYPE_CHECKING:
+    from reconciler.graph.client import WriteRecord
 
 DEFAULT_AUDIT_LOG = Path(".reconciler") / "audit.jsonl"
 AUDIT_ENV = "RECONCILER_AUDIT_LOG"

@@ -11,7 +11,6 @@ against the re-observed tenant first (tenant, state fingerprint, blocking violat
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.apply.audit import AuditLog
+from reconciler.apply.detect import is_plan_file as is_plan_file
 from reconciler.apply.executor import (
     DEFAULT_TIMEOUT,
     ApplyOptions,
@@ -42,28 +42,6 @@ class ApplySettings:
     poller: Poller | None = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
-
-
-def is_plan_file(path: str | Path) -> bool:
-    """A plan file is a JSON object with format_version (a policy is YAML)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(1 << 20)
-        text = head.decode("utf-8-sig", errors="replace").lstrip()
-    except OSError:
-        return False
-    if not text.startswith("{"):
-        return False
-    if '"format_version"' in text[:4096]:
-        return True
-    try:
-        data = json.loads(p.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "format_version" in data
 
 
 def _options(settings: ApplySettings, audit: AuditLog) -> ApplyOptions:
