@@ -134,3 +134,54 @@ def test_timeout_reports_what_is_pending_and_removes_nothing(start_emulator: Cal
     assert any(s.startswith("removeDirectLicense") and "timed out" in s for s in result.skipped)
     text = result.render()
     assert "Still processing when the wait timed out" in text
+
+
+def test_the_plans_reprocess_actions_are_sent(start_emulator: Callable[..., Any], tmp_path: Path) -> None:
+    # brunei1 moves to the US, where Teams Phone is allowed; the planner asks for a reprocess
+    policies = policy_variant(tmp_path)
+    tenant_file = policies / "00-tenant.yaml"
+    tenant_file.write_text(tenant_file.read_text().replace("brunei1@contoso.com: BN", "brunei1@contoso.com: US"))
+    t = Tenant(start_emulator(processing_delay=0.2))
+    plan = t.plan([policies])
+    assert "brunei1@contoso.com" in {u for v in plan.violations if v.status == "fixed" for u in v.users}
+    assert [a.users for a in plan.actions if a.kind == "reprocess"] == [("brunei1@contoso.com",)]
+    with AuditLog(tmp_path / "audit.jsonl") as audit:
+        result = t.apply(plan, audit=audit)
+    assert result.exit_code == 0, result.render()
+    assert result.verified and not result.differences, result.render()
+    audited = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [x["target"].split()[1] for x in audited if x["action"] == "reprocess"] == ["brunei1@contoso.com"]
+    assert result.reprocessed == 1
+    again = t.plan([policies])
+    assert not again.has_changes
+    assert not [v for v in again.violations if v.code == "ProhibitedInUsageLocationViolation"]
+
+
+def test_users_whose_errors_the_apply_resolved_are_found() -> None:
+    from reconciler.apply.executor import ApplyOptions, _Executor
+    from reconciler.licensing import AssignmentState
+    from reconciler.plan import Plan, PredictedState
+    from reconciler.state import Organization, TenantState, User
+
+    sku, group, new = "s1", "g1", "{new:G2}"
+    plan = Plan(
+        "0.1.0", "t", "2026-01-01T00:00:00Z", "sha256:x", "sha256:y", (), (),
+        prediction={
+            "u1": (PredictedState(sku, group, "Active", "None"),),  # error gone: reprocess
+            "u2": (PredictedState(sku, group, "Error", "CountViolation"),),  # error kept
+            "u3": (PredictedState(sku, new, "Active", "None"),),  # fine already
+        },
+    )
+    state = TenantState.build(Organization("t", "T"), (), (), ())
+    ex = _Executor(None, plan, state, ApplyOptions())  # type: ignore[arg-type]
+    ex.ids[new] = "g2"
+
+    def user(uid: str, g: str, st: str, err: str) -> User:
+        return User(uid, f"{uid}@x", license_states=(AssignmentState(sku, g, frozenset(), st, err),))
+
+    users = {
+        "u1": user("u1", group, "Error", "CountViolation"),
+        "u2": user("u2", group, "Error", "CountViolation"),
+        "u3": user("u3", "g2", "Active", "None"),
+    }
+    assert ex.resolved_errors(users) == ["u1"]
