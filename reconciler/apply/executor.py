@@ -316,7 +316,7 @@ class _Executor:
                     "--no-wait: Entra is still processing the groups; run `reconciler plan` later to check the outcome."
                 )
             return self.result
-        if self.unsettled and not self.wait("the changes"):
+        if self.unsettled and not self.wait("the changes", final=True):
             self.skip_rest(reprocess, reason="the wait for processing timed out")
             return self.result
         affected = self.affected_users()
@@ -490,7 +490,7 @@ class _Executor:
                 out.add(a.user.id)
         return out
 
-    def wait(self, what: str) -> bool:
+    def wait(self, what: str, *, final: bool = False) -> bool:
         deadline = self.deadline_left()
         users = self.affected_users()
         self.say(f"waiting for Entra to process {what} ({len(self.touched_groups)} groups, {len(users)} users)")
@@ -500,7 +500,8 @@ class _Executor:
                 self.touched_groups,
                 users,
                 deadline=deadline,
-                expected=None,
+                # mid-way the users are not yet as predicted: wait until they stop changing
+                expected=expected_keys(self.plan, self.ids) if final else None,
                 poller=self.poller,
                 progress=progress,
             )
