@@ -119,3 +119,14 @@ def test_group_changed_between_plan_and_write_is_not_overwritten(
     assert [lic["disabledPlans"] for lic in e3_now] == [by_hand["disabledPlans"]]  # the hand's change stands
     kiosk = next(g for g in snap["groups"] if g["displayName"] == "LIC-E1-Kiosk")
     assert [lic["skuId"] for lic in kiosk["assignedLicenses"]]  # the other group was written
+
+
+def test_a_plan_of_another_tenant_is_refused(start_emulator: Callable[..., Any]) -> None:
+    import dataclasses
+
+    from reconciler.errors import WrongTenantError
+
+    t = Tenant(start_emulator(processing_delay=0.3))
+    plan = dataclasses.replace(t.plan(), tenant_id="00000000-0000-0000-0000-000000000001")
+    with pytest.raises(WrongTenantError, match="made for tenant 00000000"):
+        t.apply(plan)
