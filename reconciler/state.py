@@ -244,9 +244,38 @@ def group_from_graph(
 
 
 def _canonical(state: TenantState) -> dict[str, Any]:
-    def lic(items: Iterable[License]) -> list[Any]:
-        return [[x.sku_id, sorted(x.disabled_plans)] for x in sorted(items)]
+    # equal disabled-plan sets are shared between many licenses and states: sort each set once
+    sorted_sets: dict[frozenset[str], list[str]] = {}
 
+    def plans(values: frozenset[str]) -> list[str]:
+        out = sorted_sets.get(values)
+        if out is None:
+            out = sorted_sets[values] = sorted(values)
+        return out
+
+    def lic(items: tuple[License, ...]) -> list[Any]:
+        if not items:
+            return []
+        if len(items) == 1:
+            return [[items[0].sku_id, plans(items[0].disabled_plans)]]
+        return [[x.sku_id, plans(x.disabled_plans)] for x in sorted(items)]
+
+    def states(items: tuple[AssignmentState, ...]) -> list[Any]:
+        rows = [[s.sku_id, s.assigned_by_group, plans(s.disabled_plans), s.state, s.error] for s in items]
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (r[0], r[1] or "", r[2], r[3], r[4]))  # direct (None) and group states
+        return rows
+
+    users: dict[str, Any] = {}
+    for u in state.users.values():
+        proxies = u.proxy_addresses
+        users[u.id] = [
+            u.user_principal_name,
+            u.usage_location,
+            sorted(proxies) if len(proxies) > 1 else list(proxies),
+            lic(u.direct_licenses) if u.direct_licenses else [],
+            states(u.license_states) if u.license_states else [],
+        ]
     return {
         "organization": [
             state.organization.id,
@@ -266,20 +295,5 @@ def _canonical(state: TenantState) -> dict[str, Any]:
             ]
             for g in state.groups.values()
         },
-        "users": {
-            u.id: [
-                u.user_principal_name,
-                u.usage_location,
-                sorted(u.proxy_addresses),
-                lic(u.direct_licenses),
-                sorted(
-                    (
-                        [s.sku_id, s.assigned_by_group, sorted(s.disabled_plans), s.state, s.error]
-                        for s in u.license_states
-                    ),
-                    key=lambda r: (r[0], r[1] or "", r[2], r[3], r[4]),  # direct (None) and group states
-                ),
-            ]
-            for u in state.users.values()
-        },
+        "users": users,
     }

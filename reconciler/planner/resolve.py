@@ -239,12 +239,20 @@ def _resolve_license(
     return ResolvedLicense(spec=spec, sku=sku, disabled=disabled, form=form, new_plans=new_plans)
 
 
-def _find_groups(state: TenantState, ref: str) -> list[Group]:
-    text = ref.strip()
-    if text.lower() in state.groups:
-        return [state.groups[text.lower()]]
-    folded = text.casefold()
-    return sorted((g for g in state.groups.values() if g.display_name.casefold() == folded), key=lambda g: g.id)
+class _Groups:
+    """Groups by object id or displayName (case-insensitive, exact)."""
+
+    def __init__(self, state: TenantState) -> None:
+        self.state = state
+        self.by_name: dict[str, list[Group]] = {}
+        for g in state.groups.values():  # in id order
+            self.by_name.setdefault(g.display_name.casefold(), []).append(g)
+
+    def find(self, ref: str) -> list[Group]:
+        text = ref.strip()
+        if text.lower() in self.state.groups:
+            return [self.state.groups[text.lower()]]
+        return list(self.by_name.get(text.casefold(), ()))
 
 
 def _unknown_user(ref: Ref, where: str, group: str | None = None) -> Violation:
@@ -262,18 +270,19 @@ def resolve(policy: Policy, state: TenantState, catalog: Catalog) -> Resolution:
     check_tenant(policy, state)
     violations: list[Violation] = []
     users = _Users(state.users.values())
+    groups_index = _Groups(state)
 
     protected_ids: set[str] = set()
     protected_names: set[str] = set()
     for ref in policy.safety.protected:
-        found = _find_groups(state, ref.value)
+        found = groups_index.find(ref.value)
         protected_ids.update(g.id for g in found)
         protected_names.add(ref.value.strip().casefold())
 
     groups: list[ResolvedGroup] = []
     named: set[str] = set()
     for spec in policy.groups:
-        found = _find_groups(state, spec.group)
+        found = groups_index.find(spec.group)
         named.update(g.id for g in found)
         live: Group | None
         if len(found) > 1:
