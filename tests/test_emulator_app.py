@@ -28,7 +28,7 @@ from emulator_fixtures import (
 )
 
 from reconciler.emulator.app import EmulatorOptions
-from reconciler.emulator.graph_types import PROPERTIES
+from reconciler.emulator.graph_types import COMPLEX_TYPES, PROPERTIES
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -565,28 +565,31 @@ _JSON_TYPES = {
 }
 
 
-def _check_entity(obj: dict[str, Any], entity: str) -> None:
-    props = PROPERTIES[entity]
+def _check_value(value: Any, t: str, where: str) -> None:
+    if value is None:
+        return
+    if t.startswith("Collection("):
+        assert isinstance(value, list), where
+        for v in value:
+            _check_value(v, t[len("Collection(") : -1], where + "[]")
+    elif t in _JSON_TYPES:
+        assert isinstance(value, _JSON_TYPES[t]), where
+        if t == "Edm.Guid":
+            assert GUID.match(value), where
+    else:
+        assert isinstance(value, dict), where
+        complex_name = t.split(".")[-1]
+        if complex_name in COMPLEX_TYPES:
+            _check_entity(value, complex_name, COMPLEX_TYPES[complex_name])
+
+
+def _check_entity(obj: dict[str, Any], entity: str, props: dict[str, str] | None = None) -> None:
+    props = props if props is not None else PROPERTIES[entity]
     for name, value in obj.items():
         if name.startswith("@odata"):
             continue
         assert name in props, f"{entity}.{name} is not in the v1.0 CSDL"
-        t = props[name]
-        if value is None:
-            continue
-        if t.startswith("Collection("):
-            assert isinstance(value, list), f"{entity}.{name}"
-            inner = t[len("Collection(") : -1]
-            if inner in _JSON_TYPES:
-                assert all(isinstance(v, _JSON_TYPES[inner]) for v in value), f"{entity}.{name}"
-            else:
-                assert all(isinstance(v, dict) for v in value), f"{entity}.{name}"
-        elif t in _JSON_TYPES:
-            assert isinstance(value, _JSON_TYPES[t]), f"{entity}.{name}"
-            if t == "Edm.Guid":
-                assert GUID.match(value)
-        else:
-            assert isinstance(value, dict), f"{entity}.{name}"
+        _check_value(value, props[name], f"{entity}.{name}")
 
 
 def test_returned_objects_use_only_csdl_properties(tenant: Tenant) -> None:
@@ -606,6 +609,32 @@ def test_returned_objects_use_only_csdl_properties(tenant: Tenant) -> None:
         _check_entity(d, "licenseDetails")
     for m in tenant.get(f"/v1.0/groups/{G_E3}/members").json()["value"]:
         _check_entity(m, "user" if m["@odata.type"] == "#microsoft.graph.user" else "group")
+
+
+CSDL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "graph-v1.0.csdl"
+
+
+@pytest.mark.skipif(not CSDL.is_file(), reason="the reference CSDL is not beside the repository")
+def test_property_tables_match_the_csdl() -> None:
+    import xml.etree.ElementTree as ET
+
+    ns = {"edm": "http://docs.oasis-open.org/odata/ns/edm"}
+    root = ET.parse(CSDL).getroot()
+    graph = next(s for s in root.iter(f"{{{ns['edm']}}}Schema") if s.get("Namespace") == "microsoft.graph")
+
+    def props(kind: str, name: str) -> dict[str, str]:
+        node = graph.find(f"edm:{kind}[@Name='{name}']", ns)
+        assert node is not None, name
+        out = {p.get("Name", ""): p.get("Type", "") for p in node.findall("edm:Property", ns)}
+        base = node.get("BaseType")
+        if base:
+            out = {**props(kind, base.split(".")[-1]), **out}
+        return out
+
+    for entity, table in PROPERTIES.items():
+        assert table == props("EntityType", entity), entity
+    for complex_name, table in COMPLEX_TYPES.items():
+        assert table == props("ComplexType", complex_name), complex_name
 
 
 def test_unknown_segment_is_graphs_400(tenant: Tenant) -> None:

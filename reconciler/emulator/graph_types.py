@@ -195,3 +195,98 @@ PROPERTIES: dict[str, dict[str, str]] = {
     },
 }
 
+
+# Complex types nested in the entities above (same source).
+COMPLEX_TYPES: dict[str, dict[str, str]] = {
+    "assignedLicense": {
+        "disabledPlans": "Collection(Edm.Guid)",
+        "skuId": "Edm.Guid",
+    },
+    "assignedPlan": {
+        "assignedDateTime": "Edm.DateTimeOffset",
+        "capabilityStatus": "Edm.String",
+        "service": "Edm.String",
+        "servicePlanId": "Edm.Guid",
+    },
+    "licenseAssignmentState": {
+        "assignedByGroup": "Edm.String",
+        "disabledPlans": "Collection(Edm.Guid)",
+        "error": "Edm.String",
+        "lastUpdatedDateTime": "Edm.DateTimeOffset",
+        "skuId": "Edm.Guid",
+        "state": "Edm.String",
+    },
+    "licenseProcessingState": {
+        "state": "Edm.String",
+    },
+    "licenseUnitsDetail": {
+        "enabled": "Edm.Int32",
+        "lockedOut": "Edm.Int32",
+        "suspended": "Edm.Int32",
+        "warning": "Edm.Int32",
+    },
+    "servicePlanInfo": {
+        "appliesTo": "Edm.String",
+        "provisioningStatus": "Edm.String",
+        "servicePlanId": "Edm.Guid",
+        "servicePlanName": "Edm.String",
+    },
+    "verifiedDomain": {
+        "capabilities": "Edm.String",
+        "isDefault": "Edm.Boolean",
+        "isInitial": "Edm.Boolean",
+        "name": "Edm.String",
+        "type": "Edm.String",
+    },
+    "provisionedPlan": {
+        "capabilityStatus": "Edm.String",
+        "provisioningStatus": "Edm.String",
+        "service": "Edm.String",
+    },
+    "privacyProfile": {
+        "contactEmail": "Edm.String",
+        "statementUrl": "Edm.String",
+    },
+    "onPremisesProvisioningError": {
+        "category": "Edm.String",
+        "occurredDateTime": "Edm.DateTimeOffset",
+        "propertyCausingError": "Edm.String",
+        "value": "Edm.String",
+    },
+    "serviceProvisioningError": {
+        "createdDateTime": "Edm.DateTimeOffset",
+        "isResolved": "Edm.Boolean",
+        "serviceInstance": "Edm.String",
+    },
+    "passwordProfile": {
+        "forceChangePasswordNextSignIn": "Edm.Boolean",
+        "forceChangePasswordNextSignInWithMfa": "Edm.Boolean",
+        "password": "Edm.String",
+    },
+    "objectIdentity": {
+        "issuer": "Edm.String",
+        "issuerAssignedId": "Edm.String",
+        "signInType": "Edm.String",
+    },
+    "employeeOrgData": {
+        "costCenter": "Edm.String",
+        "division": "Edm.String",
+    },
+    "onPremisesExtensionAttributes": {
+        "extensionAttribute1": "Edm.String",
+        "extensionAttribute10": "Edm.String",
+        "extensionAttribute11": "Edm.String",
+        "extensionAttribute12": "Edm.String",
+        "extensionAttribute13": "Edm.String",
+        "extensionAttribute14": "Edm.String",
+        "extensionAttribute15": "Edm.String",
+        "extensionAttribute2": "Edm.String",
+        "extensionAttribute3": "Edm.String",
+        "extensionAttribute4": "Edm.String",
+        "extensionAttribute5": "Edm.String",
+        "extensionAttribute6": "Edm.String",
+        "extensionAttribute7": "Edm.String",
+        "extensionAttribute8": "Edm.String",
+        "extensionAttribute9": "Edm.String",
+    },
+}
