@@ -504,6 +504,15 @@ class _Differ:
         pending: dict[str, list[str]] = {}  # sku -> uids covered only after this plan is applied
         extra: dict[str, list[tuple[str, list[str]]]] = {}  # sku -> [(uid, plan names only direct)]
         sku_plans = {s.sku_id: s.plan_ids for s in self.state.skus.values()}
+        enabled_cache: dict[tuple[str, frozenset[str]], frozenset[str]] = {}
+
+        def enabled(sku_id: str, disabled: frozenset[str]) -> frozenset[str]:
+            key = (sku_id, disabled)
+            on = enabled_cache.get(key)
+            if on is None:
+                on = enabled_cache[key] = frozenset(p for p in sku_plans.get(sku_id, ()) if p not in disabled)
+            return on
+
         for uid in sorted(self.state.users):
             user = self.state.users[uid]
             if not user.direct_licenses or uid not in groups_of:
@@ -513,13 +522,12 @@ class _Differ:
                 sku = self.state.skus.get(lic.sku_id)
                 if sku is None or (self.res.direct_skus is not None and lic.sku_id not in self.res.direct_skus):
                     continue
-                plan_ids = sku_plans[lic.sku_id]
-                direct_on = frozenset(p for p in plan_ids if p not in lic.disabled_plans)
+                direct_on = enabled(lic.sku_id, lic.disabled_plans)
                 giving: list[tuple[ResolvedGroup, frozenset[str]]] = []
                 for g in groups_of.get(uid, ()):
                     for glic in self.licenses_after[g.key]:
                         if glic.sku_id == lic.sku_id:
-                            giving.append((g, frozenset(p for p in plan_ids if p not in glic.disabled_plans)))
+                            giving.append((g, enabled(glic.sku_id, glic.disabled_plans)))
                 if not giving:
                     continue
                 covering = [g for g, on in giving if direct_on <= on]
@@ -536,7 +544,7 @@ class _Differ:
                         st is not None
                         and st.state == ACTIVE
                         and st.error == NO_ERROR
-                        and direct_on <= frozenset(p for p in plan_ids if p not in st.disabled_plans)
+                        and direct_on <= enabled(st.sku_id, st.disabled_plans)
                     ):
                         active.append(g.name)
                 if active:
