@@ -298,6 +298,8 @@ class GraphApi:
     # ------------------------------------------------------------------ dispatch
 
     def match(self, method: str, path: str) -> tuple[_Route, re.Match[str]]:
+        if re.match(r"^/me(/|$)", path, re.IGNORECASE):
+            raise GraphHTTPError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         allowed = False
         for r in _ROUTES:
             m = r.pattern.match(path)

@@ -56,7 +56,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS skus (sku_id TEXT PRIMARY KEY, pos INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY, upn TEXT NOT NULL UNIQUE, pos INTEGER NOT NULL, data TEXT NOT NULL,
+    id TEXT PRIMARY KEY, upn TEXT NOT NULL, pos INTEGER NOT NULL, data TEXT NOT NULL,
     assigned TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS direct_licenses (
     user_id TEXT NOT NULL, sku_id TEXT NOT NULL, disabled_plans TEXT NOT NULL, pos INTEGER NOT NULL,
@@ -70,7 +70,6 @@ CREATE TABLE IF NOT EXISTS group_licenses (
 CREATE TABLE IF NOT EXISTS members (
     group_id TEXT NOT NULL, member_id TEXT NOT NULL, pos INTEGER NOT NULL,
     PRIMARY KEY (group_id, member_id));
-CREATE INDEX IF NOT EXISTS members_by_member ON members (member_id);
 CREATE TABLE IF NOT EXISTS license_states (
     user_id TEXT NOT NULL, sku_id TEXT NOT NULL, assigned_by_group TEXT NOT NULL,
     disabled_plans TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL, last_updated TEXT NOT NULL,
