@@ -67,6 +67,11 @@ class Changes:
     processed_groups: set[str] = field(default_factory=set)
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """`1 user`, `3 users` (or the plural given)."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def plan_names(sku: SubscribedSku, plan_ids: Iterable[str]) -> list[str]:
     """Plan names in the SKU's own order."""
     wanted = set(plan_ids)
@@ -379,7 +384,7 @@ class _Differ:
                         code="UnmanagedGroup",
                         severity=WARNING,
                         message=(
-                            f"{g.display_name} carries {', '.join(parts)} for {len(users)} direct members "
+                            f"{g.display_name} carries {', '.join(parts)} for {count(len(users), 'direct member')} "
                             "but no policy names it; it is left as it is"
                         ),
                         resolution=(
@@ -485,7 +490,7 @@ class _Differ:
                     code="UsageLocationFallback",
                     severity=WARNING,
                     message=(
-                        f"{len(fallback)} members of licensed groups have no usage location; group licensing "
+                        f"{count(len(fallback), 'member')} of licensed groups without a usage location; group licensing "
                         f"uses the tenant's ({tenant or 'none'}) and direct assignments to them would fail"
                     ),
                     resolution="set usageLocations.default, the group's usageLocation, or the users' usage location",
@@ -564,7 +569,7 @@ class _Differ:
                         code="RedundantDirectLicense",
                         severity=WARNING,
                         message=(
-                            f"{len(items)} users hold {part} directly although their groups give it with at "
+                            f"{count(len(items), 'user holds', 'users hold')} {part} directly although their groups give it with at "
                             "least the same plans (Active)"
                         ),
                         resolution="set directLicenses.mode: removeRedundant to remove the direct licenses in waves",
@@ -604,7 +609,7 @@ class _Differ:
                     code="RedundantDirectLicense",
                     severity=WARNING,
                     message=(
-                        f"{len(uids)} more redundant direct {self._part(sku_id)} licenses are left for later plans "
+                        f"{count(len(uids), 'more redundant direct ' + self._part(sku_id) + ' license is', 'more redundant direct ' + self._part(sku_id) + ' licenses are')} left for later plans "
                         f"(directLicenses.waveSize: {wave})"
                     ),
                     resolution="apply this plan, then plan again for the next wave",
@@ -621,7 +626,7 @@ class _Differ:
                     code="RedundantDirectLicense",
                     severity=WARNING,
                     message=(
-                        f"{len(uids)} users hold {self._part(sku_id)} directly and will get it from a group "
+                        f"{count(len(uids), 'user holds', 'users hold')} {self._part(sku_id)} directly and will get it from a group "
                         "with at least the same plans once this plan is applied; their direct license is "
                         "removed by a later plan, after the inherited assignment is Active without error"
                     ),
@@ -635,12 +640,14 @@ class _Differ:
         for sku_id in sorted(extra, key=self._part):
             items = sorted(extra[sku_id], key=lambda item: self.upn(item[0]).casefold())
             plans = sorted({p for _, names in items for p in names})
+            whose, whose_many = "user's", "users'"
             self.out.violations.append(
                 Violation(
                     code="DirectLicenseKept",
                     severity=WARNING,
                     message=(
-                        f"{len(items)} users' direct {self._part(sku_id)} enables plans their groups switch off "
+                        f"{count(len(items), whose, whose_many)} direct {self._part(sku_id)} enables plans "
+                        "their groups switch off "
                         f"({', '.join(plans)}); removing it would take those plans away, so it is kept"
                     ),
                     resolution=(

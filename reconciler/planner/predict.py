@@ -42,7 +42,7 @@ from reconciler.licensing import (
     UserLicensing,
 )
 from reconciler.plan import EXISTING, FIXED, NEW, PredictedState, Violation
-from reconciler.planner.diff import Changes
+from reconciler.planner.diff import Changes, count
 from reconciler.planner.resolve import Resolution, ResolvedGroup
 from reconciler.policy.model import Location
 from reconciler.state import TenantState
@@ -678,7 +678,7 @@ class _Predictor:
                     severity=WARNING,
                     message=(
                         f"{gname} has nested groups ({', '.join(sorted(names, key=str.casefold))}); group-based "
-                        f"licensing ignores them, so their {len(upns)} members who are not direct members get "
+                        f"licensing ignores them, so their {count(len(upns), 'member')} who are not direct members get "
                         f"nothing from {gname}"
                     ),
                     resolution=f"add the users as direct members of {gname} (e.g. in its `members` list), or license the nested group itself",

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from reconciler import licensing
 from reconciler.licensing import LicensingResult, SkuCapacity
 from reconciler.plan import NEW, Action, Violation
+from reconciler.planner.diff import count
 from reconciler.policy.model import Policy
 from reconciler.state import TenantState
 
@@ -103,7 +104,7 @@ def check_safety(
                 code="UnsafeRemoval",
                 severity="error",
                 message=(
-                    f"{len(losing)} users would lose a SKU or a service plan, more than {text} allows "
+                    f"{count(len(losing), 'user')} would lose a SKU or a service plan, more than {text} allows "
                     f"({limit} of {licensed} licensed users)"
                 ),
                 resolution=(
