@@ -107,6 +107,7 @@ def _graph(emulator: Any, method: str, path: str, body: Any = None) -> httpx.Res
         )
 
 
+@pytest.mark.slow
 def test_pull_request_plan_then_approved_apply_then_drift(ci: tuple[Runner, Any]) -> None:
     runner, emulator = ci
 

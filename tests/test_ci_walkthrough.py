@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "examples" / "README.md"
 
@@ -31,6 +33,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_the_walkthrough_runs_from_an_empty_directory(tmp_path: Path) -> None:
     drop = ("AZURE_", "ACTIONS_", "GITHUB_", "RECONCILER_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
