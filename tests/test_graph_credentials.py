@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -244,3 +245,76 @@ def test_ca_bundle_errors_are_usage_errors(tmp_path: Path) -> None:
     junk.write_text("junk")
     with pytest.raises(UsageError, match="not a PEM"):
         ssl_context(junk)
+
+
+class _FakeApp:
+    """Stands in for msal's application classes (records what the provider asks for)."""
+
+    instances: ClassVar[list[_FakeApp]] = []
+
+    def __init__(self, client_id: str, **kwargs: object) -> None:
+        self.client_id = client_id
+        self.kwargs = kwargs
+        self.calls: list[str] = []
+        self.accounts: list[dict[str, str]] = []
+        _FakeApp.instances.append(self)
+
+    def acquire_token_for_client(self, scopes: list[str]) -> dict[str, object]:
+        self.calls.append(f"client:{scopes[0]}")
+        return {"access_token": f"tok{len(self.calls)}", "expires_in": 10}
+
+    def get_accounts(self) -> list[dict[str, str]]:
+        return self.accounts
+
+    def acquire_token_silent(self, scopes: list[str], account: object) -> dict[str, object]:
+        self.calls.append("silent")
+        return {"access_token": "silent-tok", "expires_in": 3600}
+
+    def initiate_device_flow(self, scopes: list[str]) -> dict[str, object]:
+        self.calls.append("initiate")
+        return {
+            "user_code": "ABCD",
+            "message": "To sign in, open https://microsoft.com/devicelogin and enter ABCD",
+        }
+
+    def acquire_token_by_device_flow(self, flow: dict[str, object]) -> dict[str, object]:
+        self.calls.append("device")
+        self.accounts.append({"username": "admin@contoso.com"})
+        return {"access_token": "device-tok", "expires_in": 3600}
+
+
+def test_device_code_prints_the_instructions_on_stderr_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import msal
+
+    monkeypatch.setattr(msal, "PublicClientApplication", _FakeApp)
+    settings = CredentialSettings(tenant_id="t", client_id="c", device_code=True)
+    err = io.StringIO()
+    provider = MsalTokenProvider(
+        settings, select_credential(settings, {}), http_client=requests.Session(), stderr=err
+    )
+    assert provider() == "device-tok"
+    assert provider() == "device-tok"
+    app = _FakeApp.instances[-1]
+    assert app.calls == ["initiate", "device"]
+    assert "devicelogin" in err.getvalue() and "ABCD" in err.getvalue()
+    assert app.kwargs["authority"] == "https://login.microsoftonline.com/t"
+    assert "instance_discovery" not in app.kwargs  # Microsoft's authority: msal's discovery stays on
+
+
+def test_client_tokens_are_renewed_before_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    import msal
+
+    monkeypatch.setattr(msal, "ConfidentialClientApplication", _FakeApp)
+    settings = CredentialSettings(tenant_id="t", client_id="c", authority="https://127.0.0.1:9999")
+    provider = MsalTokenProvider(
+        settings, select_credential(settings, {"AZURE_CLIENT_SECRET": "s"}), http_client=requests.Session()
+    )
+    first = provider()
+    app = _FakeApp.instances[-1]
+    assert app.kwargs["instance_discovery"] is False  # not Microsoft's authority
+    assert app.kwargs["client_credential"] == "s"
+    provider._expires = 0.0  # as if the token were about to expire
+    assert provider() != first
+    assert app.calls == ["client:https://graph.microsoft.com/.default"] * 2
