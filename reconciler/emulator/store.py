@@ -110,15 +110,6 @@ def graph_now(clock: Callable[[], float]) -> str:
     return datetime.fromtimestamp(clock(), UTC).strftime(GRAPH_DATE)
 
 
-def _copy(value: Any) -> Any:
-    """Copy a JSON value (cheap for the scalars and flat lists of most properties)."""
-    if isinstance(value, list):
-        return [_copy(v) for v in value] if any(isinstance(v, (list, dict)) for v in value) else list(value)
-    if isinstance(value, dict):
-        return copy.deepcopy(value)
-    return value
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -394,7 +385,8 @@ class Store:
                 item["skuId"] = str(item["skuId"]).lower()
                 self.skus[item["skuId"]] = item
             for raw in seed.get("users") or []:
-                data = {k: _copy(v) for k, v in dict(raw).items() if k not in _USER_COMPUTED}
+                # shallow: nested values are never changed in place (writes replace them)
+                data = {k: v for k, v in raw.items() if k not in _USER_COMPUTED}
                 uid = str(data.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, data["userPrincipalName"])).lower()
                 data["id"] = uid
                 rec = UserRecord(id=uid, data=data)
@@ -407,7 +399,7 @@ class Store:
                 self._index_user(rec, loading=True)
             self.user_order = sorted(self.users)
             for raw in seed.get("groups") or []:
-                data = {k: _copy(v) for k, v in dict(raw).items() if k not in _GROUP_COMPUTED}
+                data = {k: v for k, v in raw.items() if k not in _GROUP_COMPUTED}
                 gid = str(data["id"]).lower()
                 data["id"] = gid
                 grp = GroupRecord(id=gid, data=data)
