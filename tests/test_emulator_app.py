@@ -146,6 +146,7 @@ def test_filters(tenant: Tenant) -> None:
     assert ids(f"$filter=assignedLicenses/any(x:x/skuId eq {E3})") == [uid(1), uid(2), uid(3)]
     assert ids(f"$filter=assignedLicenses/any(x:x/skuId eq {E1}) and startswith(displayName,'D')") == [uid(4)]
     assert ids("$filter=usageLocation eq null") == [uid(3), uid(7)]
+    assert ids("$filter=proxyAddresses/any(x:x eq 'smtp:alice@contoso.com')") == [uid(1)]
     unsupported = tenant.get("/v1.0/users?$filter=jobTitle gt 'a'")
     assert error_of(unsupported)[:2] == (400, "Request_UnsupportedQuery")
     unknown = tenant.get("/v1.0/users?$filter=shoeSize eq 3")
