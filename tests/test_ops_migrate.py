@@ -81,12 +81,13 @@ def plan_of(access: Access, policy_path: Path) -> Plan:
     return make_plan(policy, state)
 
 
-def apply(access: Access, plan: Plan) -> None:
+def apply(access: Access, plan: Plan, on_phase: Callable[[str], None]) -> None:
+    """Apply with reconciler.apply; `on_phase` runs at every stage apply announces (its `say`)."""
     with access.writer() as c:
         c.retry = FAST_RETRY
         state = observe_scope(c, plan)
         check_plan(plan, state)
-        opts = ApplyOptions(poller=Poller(first=0.1, factor=1.5, cap=0.5), progress=False, say=lambda _t: None)
+        opts = ApplyOptions(poller=Poller(first=0.1, factor=1.5, cap=0.5), progress=False, say=on_phase)
         result = apply_plan(c, plan, state, opts)
     assert result.exit_code == 0, result.render()
 
@@ -112,7 +113,14 @@ def run_migration(access: Access, path: Path, max_rounds: int = 6) -> list[Plan]
         assert not plan.blocked, [v.message for v in plan.blocking_violations]
         if not plan.has_changes:
             return plans
-        apply(access, plan)
+        phases: list[str] = []
+
+        def on_phase(text: str, round_no: int = round_no, phases: list[str] = phases) -> None:
+            phases.append(text)
+            check_phase(access, baseline, f"apply {round_no + 1}, before: {text}")
+
+        apply(access, plan, on_phase)
+        assert phases
         access.drain()
         check_phase(access, baseline, f"after apply {round_no + 1}")
     raise AssertionError(f"no convergence after {max_rounds} rounds")
