@@ -192,6 +192,11 @@ def test_migrate_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     doc = yaml.safe_load((tmp_path / "m.yaml").read_text())
     assert doc["directLicenses"] == {"mode": "removeRedundant", "skus": ["ENTERPRISEPACK"], "waveSize": 50}
     with pytest.raises(SystemExit) as exc:
+        main(["migrate", "--emulator", str(SAMPLE), "--sku", "VISIOCLIENT", "--out", "none.yaml"])
+    assert exc.value.code == 0
+    assert "0 users to migrate" in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "none.yaml").read_text())["directLicenses"] == {"mode": "keep"}
+    with pytest.raises(SystemExit) as exc:
         main(["migrate", "--emulator", str(SAMPLE), "--sku", "NOPE"])
     assert exc.value.code == 64
     with pytest.raises(SystemExit) as exc:
@@ -215,3 +220,34 @@ def test_migrate_generated_tenant(start_emulator: Callable[..., Any], tmp_path: 
     assert mig.migrated_users and all(v == 0 for v in mig.extra_seats(state).values())
     run_migration(access, path)
     check_end(access, mig, state)
+
+
+def test_mirror_names_and_combinations_offline(tmp_path: Path) -> None:
+    doc = json.loads(SAMPLE.read_text())
+    taken = json.loads(json.dumps(next(g for g in doc["groups"] if g["displayName"] == "Sales-Team")))
+    taken["id"] = "0b0b0b0b-0000-4000-8000-000000000002"
+    taken["displayName"] = "LIC-ENTERPRISEPACK-1"
+    taken["members"] = []
+    doc["groups"].append(taken)
+    ems = next(s for s in doc["subscribedSkus"] if s["skuPartNumber"] == "EMS")["skuId"]
+    d2 = next(u for u in doc["users"] if u["userPrincipalName"].startswith("direct2@"))
+    d2["assignedLicenses"].append({"skuId": ems, "disabledPlans": []})
+    d2.setdefault("licenseAssignmentStates", []).append(
+        {"skuId": ems, "disabledPlans": [], "assignedByGroup": None, "state": "Active", "error": "None"}
+    )
+    state = TenantState.from_snapshot(doc)
+    mig = propose_migration(state)
+    names = {g.name: sorted(state.users[m].user_principal_name for m in g.members) for g in mig.mirror_groups}
+    assert names == {
+        "LIC-EMS+ENTERPRISEPACK-1": ["direct2@contoso.com"],
+        "LIC-ENTERPRISEPACK-2": ["direct1@contoso.com"],
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(migration_policy(mig, state))
+    policy = load_policy([str(path)])
+    plan = make_plan(policy, state)
+    assert not plan.blocked
+    seats = [a.details["seats"]["needed"] for a in plan.actions if a.kind == "assignLicense"]
+    assert seats == [0, 0, 0]
+    mig = propose_migration(state, pattern="M365-{sku}")
+    assert sorted(g.name for g in mig.mirror_groups) == ["M365-EMS+ENTERPRISEPACK", "M365-ENTERPRISEPACK"]

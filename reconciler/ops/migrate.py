@@ -394,15 +394,15 @@ def migration_policy(
         out.append("    licenses:")
         for lic in sorted(mg.licenses, key=lambda lic: (mig.parts.get(lic.sku_id, lic.sku_id).casefold(), lic.sku_id)):
             out += license_lines(state, lic, namer, "      ")
+    if not migrated:
+        out += ["", "directLicenses:", "  mode: keep  # nothing to migrate"]
+        return "\n".join(out) + "\n"
     out += ["", "directLicenses:", "  mode: removeRedundant"]
-    if migrated:
-        out.append(
-            "  skus: ["
-            + ", ".join(scalar(namer.sku(state.skus.get(s), s)[0]) for s in sorted(migrated, key=lambda s: mig.parts[s].casefold()))
-            + "]"
-        )
-    else:
-        out.append("  skus: []  # nothing to migrate")
+    out.append(
+        "  skus: ["
+        + ", ".join(scalar(namer.sku(state.skus.get(s), s)[0]) for s in sorted(migrated, key=lambda s: mig.parts[s].casefold()))
+        + "]"
+    )
     if wave_size:
         out.append(f"  waveSize: {int(wave_size)}")
     return "\n".join(out) + "\n"
