@@ -161,7 +161,7 @@ class ApplyResult:
             lines += [f"  - {s}" for s in self.skipped]
         if self.pending:
             lines.append("Still processing when the wait timed out:")
-            lines += [f"  … {p}" for p in self.pending]
+            lines += [f"  ... {p}" for p in self.pending]
         if self.differences:
             lines.append(f"Differences from the prediction ({len(self.differences)} users):")
             for d in self.differences:
@@ -296,7 +296,10 @@ class _Executor:
         for key, acts in adding:
             self.group_request(key, acts)
         needs_wait = self.opt.wait and self.unsettled and (direct or removing or members_out)
-        if needs_wait and not self.wait("the new assignments"):
+        # mid-way, only the users about to lose something need their new assignments settled
+        at_risk = {a.user.id for a in [*direct, *members_out] if a.user is not None and a.user.id}
+        at_risk |= self.user_ids({u for _, acts in removing for a in acts for u in a.users})
+        if needs_wait and not self.wait("the new assignments", users=at_risk):
             self.skip_rest(direct, removing, members_out, reprocess, reason="the wait for processing timed out")
             return self.result
         if direct:
@@ -316,7 +319,7 @@ class _Executor:
                     "--no-wait: Entra is still processing the groups; run `reconciler plan` later to check the outcome."
                 )
             return self.result
-        if self.unsettled and not self.wait("the changes", final=True):
+        if self.unsettled and not self.wait("the changes", users=self.affected_users(), final=True):
             self.skip_rest(reprocess, reason="the wait for processing timed out")
             return self.result
         affected = self.affected_users()
@@ -490,9 +493,12 @@ class _Executor:
                 out.add(a.user.id)
         return out
 
-    def wait(self, what: str, *, final: bool = False) -> bool:
+    def user_ids(self, upns: set[str]) -> set[str]:
+        by_upn = {u.user_principal_name.lower(): u.id for u in self.state.users.values()}
+        return {by_upn[x.lower()] for x in upns if x.lower() in by_upn}
+
+    def wait(self, what: str, *, users: set[str], final: bool = False) -> bool:
         deadline = self.deadline_left()
-        users = self.affected_users()
         self.say(f"waiting for Entra to process {what} ({len(self.touched_groups)} groups, {len(users)} users)")
         with self.progress_cm() as progress:
             outcome: WaitResult = wait_for_processing(

@@ -53,7 +53,7 @@ class ReprocessResult:
         for upn, errors in self.still_in_error:
             lines.append(f"  ! {upn} still in error: {', '.join(errors)}")
         for upn in self.timed_out:
-            lines.append(f"  … {upn}: still changing when the wait timed out")
+            lines.append(f"  ... {upn}: still changing when the wait timed out")
         head = f"Reprocessed {len(self.done)} of {len(self.users)} users ({self.scope})"
         if self.failed:
             head += f", {len(self.failed)} failed"
