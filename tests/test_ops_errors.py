@@ -171,3 +171,20 @@ def test_collect_errors_offline_and_renderings() -> None:
     md = render_errors(report, "markdown")
     assert md.startswith("## License errors") and "| LIC-Visio | visio5@contoso.com | CountViolation |" in md
     assert "### Silent failures" in md
+
+
+def test_members_of_groups_still_processing_are_not_silent_failures(start_emulator: Callable[..., Any]) -> None:
+    access = Access(start_emulator(SAMPLE, processing_delay=600))
+    snap = access.snapshot()
+    users = {u["userPrincipalName"].split("@")[0]: u["id"] for u in snap["users"]}
+    groups = {g["displayName"]: g["id"] for g in snap["groups"]}
+    with access.writer() as w:
+        w.post(
+            f"/groups/{groups['LIC-E5-Admins']}/members/$ref",
+            {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{users['kiosk1']}"},
+        )
+    with access.reader() as client:
+        report = find_errors(client)
+    assert "LIC-E5-Admins" in report.pending_groups
+    assert [s.user for s in report.silent] == ["silent1@contoso.com"]
+    assert "Still processing" in render_errors(report, "text")
