@@ -231,3 +231,17 @@ def test_proxy_address_collisions_are_seen_by_partial_recomputation(tmp_path: Pa
     partial = {u: states(store, u) for u in store.users}
     store.recompute_all()
     assert {u: states(store, u) for u in store.users} == partial
+
+
+def test_one_owner_at_a_time(tmp_path: Path) -> None:
+    from reconciler.emulator.store import StoreBusyError
+
+    db = tmp_path / "t.db"
+    store = Store.create(db, seed(), rules=RULES)
+    with pytest.raises(StoreBusyError, match="in use by another process"):
+        Store.open(db, rules=RULES)
+    with pytest.raises(StoreBusyError):
+        Store.create(db, seed(), rules=RULES)
+    assert store.users  # the owner is untouched
+    store.close()
+    Store.open(db, rules=RULES).close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -34,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import ReconcilerError
 from reconciler.licensing import AssignmentState, License, Rules
 
 FORMAT_VERSION = "1"
@@ -86,6 +88,34 @@ class StoreError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class StoreBusyError(ReconcilerError):
+    """The database is held by another process (or another open Store): one owner at a time."""
+
+
+def _claim(path: str) -> int | None:
+    """An exclusive lock on `<path>.lock` for as long as the store is open (POSIX)."""
+    if path == ":memory:":
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreBusyError(
+            f"{path}: the emulator database is in use by another process; stop that emulator (or command) first"
+        ) from None
+    return fd
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops its flock
 
 
 def not_found(object_id: str) -> StoreError:
@@ -222,8 +252,11 @@ class Counters:
 class Store:
     """The tenant. Use ``Store.create``, ``Store.open`` or ``Store.open_or_create``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: str, clock: Callable[[], float], lock_fd: int | None = None
+    ) -> None:
         self._conn = conn
+        self._lock_fd = lock_fd
         self.path = path
         self.clock = clock
         self.lock = threading.RLock()
@@ -275,12 +308,17 @@ class Store:
     ) -> Store:
         """A new database at `path` (replaced if it exists), loaded from a validated seed dict."""
         spath = str(path)
-        if spath != ":memory:":
-            for suffix in ("", "-wal", "-shm"):
-                Path(spath + suffix).unlink(missing_ok=True)
-        store = cls(cls._connect(spath), spath, clock)
-        store._conn.executescript(_SCHEMA)
-        store._load_seed(seed, rules)
+        fd = _claim(spath)
+        try:
+            if spath != ":memory:":
+                for suffix in ("", "-wal", "-shm"):
+                    Path(spath + suffix).unlink(missing_ok=True)
+            store = cls(cls._connect(spath), spath, clock, fd)
+            store._conn.executescript(_SCHEMA)
+            store._load_seed(seed, rules)
+        except BaseException:
+            _release(fd)
+            raise
         return store
 
     @classmethod
@@ -291,9 +329,14 @@ class Store:
         spath = str(path)
         if not Path(spath).exists():
             raise FileNotFoundError(spath)
-        store = cls(cls._connect(spath), spath, clock)
-        store._conn.executescript(_SCHEMA)
-        store._read_db(rules)
+        fd = _claim(spath)
+        try:
+            store = cls(cls._connect(spath), spath, clock, fd)
+            store._conn.executescript(_SCHEMA)
+            store._read_db(rules)
+        except BaseException:
+            _release(fd)
+            raise
         return store
 
     @classmethod
@@ -330,6 +373,8 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self._conn.close()
+            _release(self._lock_fd)
+            self._lock_fd = None
 
     # ------------------------------------------------------------------ transactions
 
