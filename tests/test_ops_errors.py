@@ -85,6 +85,10 @@ def test_errors_on_the_sample_tenant_find_every_situation(sample: Access) -> Non
     # (c) users without usage location and (h) nested members are not errors
     assert not any(e.user.startswith(("noloc", "nested")) for e in report.errors)
     assert not any(s.user.startswith("nested") for s in report.silent)
+    # (h) the nested group, reported apart (not an error Entra records)
+    assert [(n.group, n.nested, n.users) for n in report.nested] == [
+        ("LIC-E3-Base", ("Sales-Team",), ("nested1@contoso.com", "nested2@contoso.com"))
+    ]
     assert report.requests is not None and report.requests <= 12
 
 
@@ -167,7 +171,12 @@ def test_collect_errors_offline_and_renderings() -> None:
     assert len(report.errors) == 8 and len(report.silent) == 1
     assert [c.user_id for c in silent_candidates(state)] == [report.silent[0].user_id]
     text = render_errors(report, "text")
-    assert text.rstrip().endswith("4 groups with members in error, 7 users in error (8 errors), 1 silent failure.")
+    assert text.rstrip().endswith(
+        "4 groups with members in error, 7 users in error (8 errors), 1 silent failure; "
+        "1 nested group ignored by group licensing."
+    )
+    assert "LIC-E3-Base contains Sales-Team: nested1@contoso.com, nested2@contoso.com" in text
+    assert "### Nested groups" in render_errors(report, "markdown")
     md = render_errors(report, "markdown")
     assert md.startswith("## License errors") and "| LIC-Visio | visio5@contoso.com | CountViolation |" in md
     assert "### Silent failures" in md

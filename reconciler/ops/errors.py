@@ -82,6 +82,17 @@ class ErrorGroup:
 
 
 @dataclass(frozen=True)
+class NestedGroup:
+    """A group nested in a licensed group: group licensing ignores it (facts 2.3), so its members
+    who are not direct members of the licensed group get nothing from it (and no error)."""
+
+    group_id: str
+    group: str  # the licensed group
+    nested: tuple[str, ...]  # display names of the nested groups
+    users: tuple[str, ...]  # UPNs left without the licensed group's licenses
+
+
+@dataclass(frozen=True)
 class SilentCandidate:
     user_id: str
     group_id: str
@@ -94,6 +105,7 @@ class ErrorsReport:
     errors: list[LicenseError] = field(default_factory=list)
     silent: list[SilentFailure] = field(default_factory=list)
     pending_groups: list[str] = field(default_factory=list)  # licensed groups still processing
+    nested: list[NestedGroup] = field(default_factory=list)  # informational: not counted as errors
     requests: int | None = None  # HTTP requests sent (when read from Graph)
 
     @property
@@ -141,6 +153,10 @@ class ErrorsReport:
                 for s in self.silent
             ],
             "pendingGroups": list(self.pending_groups),
+            "nestedGroups": [
+                {"group": n.group, "groupId": n.group_id, "nested": list(n.nested), "users": list(n.users)}
+                for n in self.nested
+            ],
         }
 
 
@@ -196,6 +212,30 @@ def silent_candidates(state: TenantState, group: str | None = None) -> list[Sile
     return out
 
 
+def nested_groups(state: TenantState, group: str | None = None) -> list[NestedGroup]:
+    only = _select_group(state, group)
+    out: list[NestedGroup] = []
+    for g in sorted(state.groups.values(), key=lambda g: (g.display_name.casefold(), g.id)):
+        if (only is not None and g.id != only.id) or not g.licenses or not g.security_enabled:
+            continue
+        if not g.member_group_ids:
+            continue
+        direct = set(g.member_user_ids)
+        names: list[str] = []
+        users: set[str] = set()
+        for nid in g.member_group_ids:
+            ng = state.groups.get(nid)
+            names.append(ng.display_name if ng is not None else nid)
+            if ng is not None:
+                users.update(
+                    state.users[u].user_principal_name for u in ng.member_user_ids if u not in direct and u in state.users
+                )
+        out.append(
+            NestedGroup(g.id, g.display_name, tuple(sorted(names, key=str.casefold)), tuple(sorted(users, key=str.casefold)))
+        )
+    return out
+
+
 def pending_groups(state: TenantState) -> list[str]:
     return sorted(
         (
@@ -244,7 +284,7 @@ def collect_errors(
         g = state.groups.get(gid)
         return g.display_name if g is not None else gid
 
-    report = ErrorsReport(pending_groups=pending_groups(state))
+    report = ErrorsReport(pending_groups=pending_groups(state), nested=nested_groups(state, group))
     seen: set[tuple[str, str, str | None, str]] = set()
     # membersWithLicenseErrors lists current members only; a user who left a group and keeps its
     # license in error (DependencyViolation on removal, facts 2.9) is found among the observed users
@@ -414,12 +454,13 @@ def find_errors(client: GraphClient, group: str | None = None, *, progress: bool
 
 
 def _summary(report: ErrorsReport) -> str:
+    nested = f"; {plural(len(report.nested), 'nested group')} ignored by group licensing" if report.nested else ""
     if not report.found:
-        return "no license errors and no silent failures"
+        return "no license errors and no silent failures" + nested
     users = len({e.user_id for e in report.errors})
     return (
         f"{plural(len(report.groups), 'group')} with members in error, {plural(users, 'user')} in error "
-        f"({plural(len(report.errors), 'error')}), {plural(len(report.silent), 'silent failure')}"
+        f"({plural(len(report.errors), 'error')}), {plural(len(report.silent), 'silent failure')}" + nested
     )
 
 
@@ -447,6 +488,15 @@ def render_text(report: ErrorsReport) -> str:
             for h in s.holders:
                 out.append(f"      same proxy address: {h}")
             out.append(f"      do:     {s.resolution}")
+        out.append("")
+    if report.nested:
+        out.append("Nested groups (group licensing ignores them; their members get nothing from the group):")
+        for n in report.nested:
+            who = ", ".join(n.users) if n.users else "no user outside the group's direct members"
+            out.append(f"  {n.group} contains {', '.join(n.nested)}: {who}")
+            out.append(
+                f"      do:     add the users as direct members of {n.group}, or license the nested group itself"
+            )
         out.append("")
     if report.pending_groups:
         out.append(
@@ -481,6 +531,13 @@ def render_markdown(report: ErrorsReport) -> str:
         out += md_table(
             ("Group", "User", "SKUs", "Same proxy address", "What to do"),
             ((s.group, s.user, ", ".join(s.skus), "; ".join(s.holders), s.resolution) for s in report.silent),
+        )
+        out.append("")
+    if report.nested:
+        out += ["### Nested groups (ignored by group licensing)", ""]
+        out += md_table(
+            ("Licensed group", "Nested groups", "Users left without its licenses"),
+            ((n.group, ", ".join(n.nested), ", ".join(n.users)) for n in report.nested),
         )
         out.append("")
     if report.pending_groups:
@@ -541,6 +598,24 @@ def render_csv(report: ErrorsReport) -> str:
             s.resolution,
         ]
         for s in report.silent
+    ]
+    rows += [
+        [
+            "nested",
+            n.group,
+            n.group_id,
+            " ".join(n.users),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"nested groups ignored by group licensing: {', '.join(n.nested)}",
+            "",
+            f"add the users as direct members of {n.group}, or license the nested group itself",
+        ]
+        for n in report.nested
     ]
     return to_csv(CSV_HEADER, rows)
 
