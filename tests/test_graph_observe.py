@@ -377,3 +377,17 @@ def test_progress_callback_is_called() -> None:
 def test_group_reference_forms(refs: list[str]) -> None:
     with client_for(FakeGraph(make_tenant())) as client:
         assert gid(1) in observe(client, group_refs=refs, progress=False).groups
+
+
+def test_pipelined_parsing_keeps_order_and_reraises_without_hanging() -> None:
+    from reconciler.graph.observe import _pipelined
+
+    seen: list[int] = []
+    _pipelined(iter([[{"n": i}] for i in range(10)]), lambda page: seen.append(page[0]["n"]))
+    assert seen == list(range(10))
+
+    def boom(page: list[dict[str, Any]]) -> None:
+        raise ValueError("bad page")
+
+    with pytest.raises(ValueError, match="bad page"):
+        _pipelined(iter([[{"n": i}] for i in range(100)]), boom)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from queue import Queue
 from typing import Any
 from urllib.parse import quote
 
@@ -248,9 +249,12 @@ def _observe(
         def list_rest_of_users() -> None:
             total = plan.users_total
             progress.set("Reading users", len(users), total)
-            for page in client.iter_next_pages(users_next):
+
+            def consume(page: list[dict[str, Any]]) -> None:
                 _add_users(users, page)
                 progress.add("Reading users", len(page), total)
+
+            _pipelined(client.iter_next_pages(users_next), consume)
 
         # start listing every user now when that is clearly the cheaper way (or asked for)
         licensed_estimate = max((s.consumed_units for s in skus), default=0)
@@ -420,6 +424,36 @@ def _read_sku_holders(
         _add_users(users, values)
     progress.set("Reading licensed users", len(reqs), len(reqs))
     return True
+
+
+def _pipelined(
+    pages: Iterator[list[dict[str, Any]]], consume: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    """Fetch the next page while the previous one is parsed: the pages of a listing follow each
+    other (each nextLink comes with the page before), so parsing must stay off that path."""
+    queue: Queue[list[dict[str, Any]] | None] = Queue(maxsize=4)
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        while (page := queue.get()) is not None:
+            if not failure:
+                try:
+                    consume(page)
+                except BaseException as exc:
+                    failure.append(exc)
+
+    thread = threading.Thread(target=worker, name="observe-parse", daemon=True)
+    thread.start()
+    try:
+        for page in pages:
+            queue.put(page)
+            if failure:
+                break
+    finally:
+        queue.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def _add_users(users: dict[str, User], raws: Iterable[Mapping[str, Any]]) -> None:
