@@ -219,6 +219,7 @@ class _Executor:
         self.failed_groups: set[str] = set()  # placeholders whose creation failed
         self.touched_groups: set[str] = set()  # group ids whose processing this apply triggered
         self.unsettled = False  # groups were touched since the last wait
+        self.last_read: dict[str, Any] = {}  # users as the last wait read them
         self.poller = options.poller or Poller()
         self.deadline: float | None = None
 
@@ -323,7 +324,11 @@ class _Executor:
             self.skip_rest(reprocess, reason="the wait for processing timed out")
             return self.result
         affected = self.affected_users()
-        users = read_users(self.client, affected) if affected else {}
+        # the final wait has just read them (each user once more only if it had to)
+        users = {uid: u for uid, u in self.last_read.items() if uid in affected}
+        missing = affected - set(users)
+        if missing:
+            users.update(read_users(self.client, missing))
         resolved = self.resolved_errors(users)
         if reprocess or resolved:
             self.send_reprocess(reprocess, resolved)
@@ -512,6 +517,8 @@ class _Executor:
                 progress=progress,
             )
         self.unsettled = False
+        # only the final wait's reads are current at verification (no write comes after it)
+        self.last_read = dict(outcome.users) if final and outcome.complete else {}
         for gid in outcome.failed_groups:
             self.result.failed.append(f"group {self.group_name(gid)}: licenseProcessingState ProcessingFailed")
         if outcome.complete:
