@@ -114,3 +114,14 @@ def test_scalar_quotes_what_yaml_would_change() -> None:
     for text in ("LIC-E3", "yes", "123", "a: b", "# x", "-lead", " pad", "Sales & Ops", "1e3", "null", "x #y"):
         assert yaml.safe_load(f"k: {scalar(text)}")["k"] == text
     assert scalar("LIC-E3-Base") == "LIC-E3-Base"
+
+
+def test_export_out_to_a_missing_directory_is_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--emulator", str(SAMPLE), "--out", str(tmp_path / "missing" / "x.yaml")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err
