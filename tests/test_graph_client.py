@@ -527,3 +527,20 @@ def test_dropped_batch_is_resent_only_when_reads_or_idempotent() -> None:
         idempotent=True,
     )[0].ok
     assert calls["n"] == 2
+
+
+def test_environment_proxies_are_honoured_below_the_read_only_check() -> None:
+    from reconciler.graph.transport import EnvironmentProxyTransport
+
+    env = {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": "internal.corp,.local.test"}
+    proxied = EnvironmentProxyTransport(env)
+    assert proxied.proxy_for(httpx.URL("https://graph.microsoft.com/v1.0/users")) == "http://proxy.corp:3128"
+    assert proxied.proxy_for(httpx.URL("https://internal.corp/x")) is None
+    assert proxied.proxy_for(httpx.URL("https://a.local.test/x")) is None
+    assert proxied.proxy_for(httpx.URL("https://127.0.0.1:8443/v1.0")) is None  # the emulator
+    assert EnvironmentProxyTransport({}).proxy_for(httpx.URL("https://graph.microsoft.com/")) is None
+    # the read-only check sits above the proxy: a write never reaches it
+    client = GraphClient(BASE, transport=proxied, read_only=True)
+    with pytest.raises(ReadOnlyViolation):
+        client.post("/groups", {"displayName": "G"})
+    assert client.stats.requests == 0

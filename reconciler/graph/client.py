@@ -36,6 +36,7 @@ from reconciler.graph.transport import (
     EXT_IDEMPOTENT,
     RETRY_STATUSES,
     CountingTransport,
+    EnvironmentProxyTransport,
     ReadOnlyTransport,
     RequestStats,
     RetryingTransport,
@@ -278,7 +279,7 @@ class GraphClient:
         self._token_provider = token_provider
         self._closers: list[Callable[[], None]] = []
         self.emulator: Any = None  # set by connect() when it started the built-in emulator
-        inner = transport or httpx.HTTPTransport(
+        inner = transport or EnvironmentProxyTransport(
             verify=verify,
             limits=httpx.Limits(
                 max_connections=self.max_concurrency + 2, max_keepalive_connections=self.max_concurrency + 2
@@ -486,7 +487,12 @@ class GraphClient:
             raise
         self._record(
             WriteRecord(
-                method, path, body, response.status_code, result, request_id=response.headers.get("request-id")
+                method,
+                path,
+                body,
+                response.status_code,
+                result,
+                request_id=response.headers.get("request-id"),
             )
         )
         return result
@@ -585,7 +591,8 @@ class GraphClient:
                             res.body,
                             None if res.ok else _message(res.body),
                             via_batch=True,
-                            request_id=_header(res.headers, "request-id") or response.headers.get("request-id"),
+                            request_id=_header(res.headers, "request-id")
+                            or response.headers.get("request-id"),
                         )
                     )
             if not retry:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import random
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import Any
 
 import httpx
 
@@ -264,6 +266,65 @@ def _batch_requests(request: httpx.Request) -> list[dict[str, object]] | None:
 def is_get_only_batch(request: httpx.Request) -> bool:
     items = _batch_requests(request)
     return bool(items) and all(str(item.get("method", "")).upper() == "GET" for item in items or ())
+
+
+class EnvironmentProxyTransport(httpx.BaseTransport):
+    """Direct connections, or through the proxy that HTTPS_PROXY / HTTP_PROXY / ALL_PROXY name
+    (NO_PROXY honoured), at the bottom of the stack so retries, counting and the read-only check
+    apply either way. (httpx ignores proxy variables when it is given a transport.)"""
+
+    def __init__(self, env: Mapping[str, str] | None = None, **transport_options: Any) -> None:
+        self._options = transport_options
+        environ = os.environ if env is None else env
+        self._proxies = {
+            scheme: url
+            for scheme in ("https", "http")
+            if (url := _env(environ, f"{scheme}_proxy") or _env(environ, "all_proxy"))
+        }
+        self._no_proxy = [
+            h.strip().lower() for h in (_env(environ, "no_proxy") or "").split(",") if h.strip()
+        ]
+        self._direct = httpx.HTTPTransport(**transport_options)
+        self._via: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def _bypass(self, host: str) -> bool:
+        host = host.lower()
+        if host in ("localhost", "127.0.0.1", "::1"):
+            return True  # the emulator, never behind a proxy
+        for entry in self._no_proxy:
+            if entry == "*":
+                return True
+            entry = entry.lstrip(".").split(":", 1)[0]
+            if host == entry or host.endswith("." + entry):
+                return True
+        return False
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        proxy = self._proxies.get(url.scheme)
+        if proxy is None or self._bypass(url.host):
+            return None
+        return proxy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self.proxy_for(request.url)
+        if proxy is None:
+            return self._direct.handle_request(request)
+        with self._lock:
+            transport = self._via.get(proxy)
+            if transport is None:
+                transport = self._via[proxy] = httpx.HTTPTransport(proxy=proxy, **self._options)
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        self._direct.close()
+        for transport in self._via.values():
+            transport.close()
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name) or environ.get(name.upper())
+    return value.strip() if value and value.strip() else None
 
 
 class ReadOnlyTransport(httpx.BaseTransport):
