@@ -228,6 +228,9 @@ safety:
     assert not [a for a in plan.actions if a.kind == "removeDirectLicense"]
     (pending,) = find(plan, "RedundantDirectLicense")
     assert pending.users == ("ivan@contoso.com",) and "later plan" in pending.message
+    # report mode lists only what is redundant today
+    report = plan_for(tmp_path, state_from(doc), text.replace("mode: removeRedundant", "mode: report"))
+    assert not find(report, "RedundantDirectLicense")
 
 
 def test_direct_licenses_limited_to_skus(tmp_path: Path) -> None:

@@ -619,7 +619,7 @@ class _Differ:
                     source=loc,
                 )
             )
-        for sku_id in sorted(pending, key=self._part):
+        for sku_id in sorted(pending if cfg.mode == "removeRedundant" else {}, key=self._part):
             uids = pending[sku_id]
             self.out.violations.append(
                 Violation(
