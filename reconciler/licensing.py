@@ -79,15 +79,28 @@ licenses nor any state for them (no entry at all for that group). The
 duplicate-with-a-user case is checked first; the silent case takes precedence
 over every other check of that group.
 
-Removal with a dependency (2.9). When a group source the user held before
-(`previous`, `Active` or `ActiveWithError`) no longer exists in the input (the
-group dropped the SKU, the user left the group, the group is gone or no longer
-security-enabled), and removing that source's enabled plans would leave a plan
-enabled by the user's remaining sources without any of its prerequisites, the
-old source stays: state `ActiveWithError`, error `DependencyViolation`,
-`assigned_by_group` still the group, its previous disabled plans, its plans
-still enabled and its seat still held. Otherwise the source just disappears.
-Such a kept source is not checked against mutual exclusions again.
+Removal with a dependency (2.9). Entra does not take a plan away from a user
+when a plan the user keeps from another source (a direct license or another
+group) requires it and nothing else gives it. This applies to a group source
+the user held before (`previous`, `Active` or `ActiveWithError`) that is
+*gone* (the group dropped the SKU, the user left the group, the group is gone
+or no longer security-enabled) and to one that *shrinks* in place (the group
+still assigns the SKU but its new disabled plans switch off a plan the old ones
+left on, e.g. an E3 group switching SharePoint Plan 2 off while a member keeps
+Project Online, which needs it). Such a source stays as it was: state
+`ActiveWithError`, error `DependencyViolation`, `assigned_by_group` still the
+group, its previous disabled plans (a refused in-place update is refused as a
+whole: plans it would switch on stay off), its plans still enabled and its
+seat still held. The group's other SKUs, and its other members who do not need
+the plan, get the group's current licenses as usual. Otherwise the source just
+disappears or takes the new disabled plans; once the dependent plan is gone
+(or another source gives the prerequisite) the next `compute` does so. A kept
+source's plans can be what another removal's dependent needs, so removals are
+decided to a fixed point, in state order (when two sources lose the same
+prerequisite, the first keeps it and the second is applied). A shrunk source
+counts only while its group is accepted for the user. Kept sources are not
+checked against mutual exclusions in either direction: a group is accepted or
+not on its current licenses.
 
 Previous states in `Error` are simply evaluated again. The state `Disabled`
 is never produced.
@@ -100,7 +113,9 @@ group id. `consumed` has every SKU of the input (0 when unused).
 Cost. Users with the same groups, direct licenses, previous states, relevant
 location and proxy-address situation get the same outcome, so each distinct
 combination is evaluated once (100,000 users in 300 groups: see
-tests/bench/bench_licensing.py). The cyclic garbage collector is paused during
+tests/bench/bench_licensing.py). A previous group state is compared with the
+group's current license once per combination; only one that loses a plan some
+rule requires (a prerequisite) is looked at further. The cyclic garbage collector is paused during
 `compute` (it only creates acyclic objects) and restored afterwards.
 
 Validations. `check_direct_assignment` and `check_group_assignment` are the
@@ -326,6 +341,7 @@ class _GroupInfo:
     mailbox: bool
     active_states: tuple[AssignmentState, ...]
     held: tuple[tuple[str, frozenset[str]], ...]  # (sku, disabled plans)
+    disabled_of: Mapping[str, frozenset[str]] = field(compare=False)  # sku -> disabled plans
 
 
 class _Context:
@@ -337,6 +353,8 @@ class _Context:
         self._state_cache: dict[tuple[str, str | None, frozenset[str], str, str], AssignmentState] = {}
         self._license_cache: dict[tuple[str, frozenset[str]], License] = {}
         self.prohibited_anywhere: frozenset[str] = frozenset().union(*inp.rules.prohibited_locations.values())
+        # plans that are the prerequisite of another plan: only losing one of these can be refused
+        self.prerequisites: frozenset[str] = frozenset().union(*inp.rules.requires.values())
         self.groups: dict[str, _GroupInfo] = {}
         for gid in sorted(inp.groups):
             g = inp.groups[gid]
@@ -405,6 +423,7 @@ class _Context:
                 self.state(li.sku_id, g.id, li.lic.disabled_plans, ACTIVE, NO_ERROR) for li in lics
             ),
             held=tuple((li.sku_id, li.lic.disabled_plans) for li in lics),
+            disabled_of={li.sku_id: li.lic.disabled_plans for li in lics},
         )
 
     def state(
@@ -426,6 +445,19 @@ class _Context:
         return lic
 
 
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    """A group source the user held before that this run would take away, in whole or in part.
+
+    Only removals that lose a plan some plan requires (`_Context.prerequisites`) are recorded."""
+
+    state: AssignmentState  # the previous Active/ActiveWithError state
+    old_plans: frozenset[str]  # the plans it enabled (with the previous disabled plans)
+    lost: frozenset[str]  # the plans this run takes away: all of old_plans when the source is gone
+    gained: frozenset[str]  # plans the group's updated license adds (in place only)
+    in_place: bool  # the group still assigns the SKU with other disabled plans; else the source is gone
+
+
 @dataclass(slots=True)
 class _UserFacts:
     """What the evaluation of one user needs: fixed for the whole run.
@@ -436,8 +468,8 @@ class _UserFacts:
     groups: list[_GroupInfo]  # in priority order
     direct: tuple[_LicInfo, ...]
     held_before_skus: frozenset[str]  # direct SKUs and SKUs held in `previous`
-    # previous group states (Active/ActiveWithError) whose source no longer exists
-    old_sources: tuple[AssignmentState, ...]
+    # previous group sources (Active/ActiveWithError) that are gone or lose a prerequisite plan
+    removals: tuple[_Removal, ...]
     mailbox_conflict: bool  # a proxy address shared with another user, and no mailbox before
     silent_possible: bool  # a proxy address held by a non-user object, and no mailbox before
 
@@ -452,6 +484,7 @@ class _Outcome:
 
 
 _NO_STATES: tuple[AssignmentState, ...] = ()
+_NO_REMOVALS: tuple[_Removal, ...] = ()
 
 
 def _user_facts(
@@ -466,7 +499,7 @@ def _user_facts(
     groups = [ctx.groups[g] for g in group_ids]  # already in id order
     if not prev and not direct:
         silent = dup_with_other and not dup_with_user
-        return _UserFacts(location, groups, (), frozenset(), _NO_STATES, dup_with_user, silent)
+        return _UserFacts(location, groups, (), frozenset(), _NO_REMOVALS, dup_with_user, silent)
     held_skus = {lic.sku_id for lic in direct}
     held_group_states: list[AssignmentState] = []
     for st in prev:
@@ -480,25 +513,37 @@ def _user_facts(
             st.state in HELD_STATES and ctx.lic_info(ctx.license(st.sku_id, st.disabled_plans)).mailbox
             for st in prev
         )
-    old: tuple[AssignmentState, ...] = _NO_STATES
+    removals: tuple[_Removal, ...] = _NO_REMOVALS
     if held_group_states:
         held_groups = {st.assigned_by_group for st in held_group_states}
         if len(groups) > 1:
             groups.sort(key=lambda g: (g.id not in held_groups, g.id))
         mine = {g.id: g for g in groups}
-        gone = []
+        prerequisites = ctx.prerequisites
+        found: list[_Removal] = []
         for st in held_group_states:
             g = mine.get(st.assigned_by_group or "")
-            if g is None or st.sku_id not in g.sku_ids:
-                gone.append(st)
-        if gone:
-            old = tuple(sorted(gone, key=_state_order))
+            disabled_now = g.disabled_of.get(st.sku_id) if g is not None else None
+            if disabled_now is not None and disabled_now == st.disabled_plans:
+                continue  # unchanged (the common case)
+            old_plans = ctx.lic_info(ctx.license(st.sku_id, st.disabled_plans)).enabled
+            if disabled_now is None:  # gone: the user left the group, or the group dropped the SKU
+                if not old_plans.isdisjoint(prerequisites):
+                    found.append(_Removal(st, old_plans, old_plans, frozenset(), False))
+                continue
+            # the group changed the SKU's disabled plans in place
+            new_plans = ctx.lic_info(ctx.license(st.sku_id, disabled_now)).enabled
+            lost = old_plans - new_plans
+            if not lost.isdisjoint(prerequisites):
+                found.append(_Removal(st, old_plans, lost, new_plans - old_plans, True))
+        if found:
+            removals = tuple(sorted(found, key=lambda r: _state_order(r.state)))
     return _UserFacts(
         location=location,
         groups=groups,
         direct=tuple([ctx.lic_info(lic) for lic in direct]),
         held_before_skus=frozenset(held_skus),
-        old_sources=old,
+        removals=removals,
         mailbox_conflict=dup_with_user and not had_mailbox,
         silent_possible=dup_with_other and not dup_with_user and not had_mailbox,
     )
@@ -545,7 +590,6 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
     for li in f.direct:
         direct_plans |= li.enabled
     dep_denied: dict[str, dict[str, str]] = {}  # group -> sku -> DependencyViolation
-    skus = ctx.inp.skus
     mailbox_conflict = f.mailbox_conflict
     silent_possible = f.silent_possible
     location = f.location
@@ -576,20 +620,11 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
             else:
                 accepted.append(g)
                 acc |= g.plans
-        # sources that were removed but must stay because of a dependency (facts 2.9)
-        kept: list[AssignmentState] = []
+        # sources that were removed or shrunk but must stay because of a dependency (facts 2.9)
+        kept: list[_Removal] = []
         union = acc
-        if f.old_sources:
-            remaining = set(acc)
-            for st in f.old_sources:
-                sku = skus.get(st.sku_id)
-                if sku is None:
-                    continue
-                old_plans = enabled_plans(sku, ctx.license(st.sku_id, st.disabled_plans))
-                if _removal_breaks(ctx, remaining, old_plans):
-                    kept.append(st)
-                    remaining |= old_plans
-            union = remaining
+        if f.removals:
+            kept, union = _kept_removals(ctx, f.removals, direct_plans, accepted, acc)
         grew = False
         for g in accepted:
             for sku_id, req in g.deps:
@@ -601,12 +636,72 @@ def _evaluate(ctx: _Context, f: _UserFacts, count_denied: frozenset[str]) -> _Ou
     return _outcome(ctx, f, accepted, denied, kept, silent)
 
 
-def _removal_breaks(ctx: _Context, remaining: set[str], old_plans: frozenset[str]) -> bool:
-    """Would dropping `old_plans` leave a plan of `remaining` without any of its prerequisites?"""
+def _kept_removals(
+    ctx: _Context,
+    removals: tuple[_Removal, ...],
+    direct_plans: set[str],
+    accepted: list[_GroupInfo],
+    acc: set[str],
+) -> tuple[list[_Removal], set[str]]:
+    """The removals Entra refuses (facts 2.9) and the user's resulting union of enabled plans.
+
+    `acc` is the union of the direct and accepted group sources, with each group's current
+    licenses. A removal is refused when the plans it takes away include the only prerequisite of a
+    plan the user keeps from another source (a direct license or another group); a refused source
+    keeps its previous plans, which can in turn make another removal necessary to refuse, so this
+    runs to a fixed point, the removals in state order. An in-place change counts only if its group
+    is accepted (a failing group's states are all `Error`)."""
+    candidates = list(removals)
+    if any(r.in_place for r in removals):
+        accepted_ids = {g.id for g in accepted}
+        candidates = [r for r in candidates if not r.in_place or r.state.assigned_by_group in accepted_ids]
+    kept: list[_Removal] = []
+    remaining = acc
+    while candidates:
+        rest: list[_Removal] = []
+        for r in candidates:
+            others = _plans_with_kept(direct_plans, accepted, kept, r.state.assigned_by_group)
+            if _removal_breaks(ctx, remaining, others, r.lost):
+                kept.append(r)
+                remaining = _plans_with_kept(direct_plans, accepted, kept, None)
+            else:
+                rest.append(r)
+        if len(rest) == len(candidates):
+            break
+        candidates = rest
+    return kept, remaining
+
+
+def _plans_with_kept(
+    direct_plans: set[str], accepted: list[_GroupInfo], kept: list[_Removal], without: str | None
+) -> set[str]:
+    """The user's union of enabled plans when the `kept` sources keep their previous plans (an
+    in-place change refused: the plans the group's new license would add are not there), leaving
+    out the sources of group `without`."""
+    in_place = {(r.state.assigned_by_group, r.state.sku_id): r for r in kept if r.in_place}
+    plans = set(direct_plans)
+    for g in accepted:
+        if g.id == without:
+            continue
+        if not in_place:
+            plans |= g.plans
+            continue
+        for li in g.lics:
+            r = in_place.get((g.id, li.sku_id))
+            plans |= li.enabled if r is None else r.old_plans
+    for r in kept:
+        if not r.in_place and r.state.assigned_by_group != without:
+            plans |= r.old_plans
+    return plans
+
+
+def _removal_breaks(ctx: _Context, remaining: set[str], others: set[str], lost: frozenset[str]) -> bool:
+    """Would taking `lost` away leave a plan of `others` (the user's plans from the other sources)
+    without any of its prerequisites, `remaining` being all the plans the user keeps?"""
     requires = ctx.rules.requires
-    for p in remaining:
+    for p in others:
         req = requires.get(p)
-        if req and req.isdisjoint(remaining) and not req.isdisjoint(old_plans):
+        if req and req.isdisjoint(remaining) and not req.isdisjoint(lost):
             return True
     return False
 
@@ -616,7 +711,7 @@ def _outcome(
     f: _UserFacts,
     accepted: list[_GroupInfo],
     denied: list[tuple[_GroupInfo, dict[str, str]]],
-    kept: list[AssignmentState],
+    kept: list[_Removal],
     silent: list[str],
 ) -> _Outcome:
     states: list[AssignmentState] = []
@@ -624,7 +719,23 @@ def _outcome(
     for li in f.direct:
         states.append(ctx.state(li.sku_id, None, li.lic.disabled_plans, ACTIVE, NO_ERROR))
         held[li.sku_id] = li.lic.disabled_plans
+    in_place: dict[tuple[str | None, str], AssignmentState] = {}
+    for r in kept:
+        if r.in_place:
+            in_place[(r.state.assigned_by_group, r.state.sku_id)] = r.state
     for g in accepted:
+        if in_place:
+            # a refused in-place update: that SKU keeps its previous disabled plans, in error
+            for active, (sku_id, disabled) in zip(g.active_states, g.held, strict=True):
+                old = in_place.get((g.id, sku_id))
+                if old is None:
+                    states.append(active)
+                else:
+                    disabled = old.disabled_plans
+                    states.append(ctx.state(sku_id, g.id, disabled, ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION))
+                before = held.get(sku_id)
+                held[sku_id] = disabled if before is None else before & disabled
+            continue
         states.extend(g.active_states)
         for sku_id, disabled in g.held:
             before = held.get(sku_id)
@@ -633,7 +744,10 @@ def _outcome(
         for li in g.lics:
             error = errs.get(li.sku_id, OTHER)
             states.append(ctx.state(li.sku_id, g.id, li.lic.disabled_plans, ERROR, error))
-    for st in kept:
+    for r in kept:
+        if r.in_place:
+            continue
+        st = r.state
         states.append(
             ctx.state(
                 st.sku_id, st.assigned_by_group, st.disabled_plans, ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION

@@ -9,6 +9,7 @@ from test_licensing_fixtures import (
     EXCHANGE_S_STANDARD,
     EXCHANGEENTERPRISE,
     EXCHANGESTANDARD,
+    INTUNE_A,
     MCOEV_SKU,
     MCOMEETADV_SKU,
     MCOSTANDARD,
@@ -41,6 +42,7 @@ from reconciler.licensing import (
     UNIQUENESS_VIOLATION,
     AssignmentState,
     License,
+    LicensingInput,
     LicensingResult,
     compute,
     enabled_plans,
@@ -575,3 +577,188 @@ def test_states_are_sorted_by_sku_then_direct_then_group_id() -> None:
         (EMS, gid(1)),
         (EMS, gid(2)),
     ]
+
+
+# ------------------------------------------------------------------ a group disabling a plan in place (facts 2.9)
+# E3 group 1 held by user 1 (direct Project Online with SharePoint Plan 2 switched off: its
+# SHAREPOINT_PROJECT relies on E3's SHAREPOINTENTERPRISE, like the sample tenant's project1) and
+# by user 2 (nothing else). The group then switches SHAREPOINTENTERPRISE off in its E3.
+
+PROJECT_WITHOUT_SP2 = lic(PROJECTPROFESSIONAL, SHAREPOINTENTERPRISE)
+
+
+def e3_in_place(before: tuple[str, ...], after: tuple[str, ...], *, units: int = 100) -> LicensingInput:
+    previous = {
+        uid(1): (prev_state(PROJECTPROFESSIONAL, None), prev_state(ENTERPRISEPACK, 1, ACTIVE, *before)),
+        uid(2): (prev_state(ENTERPRISEPACK, 1, ACTIVE, *before),),
+    }
+    return tenant(
+        [user(1, direct=[PROJECT_WITHOUT_SP2]), user(2)],
+        [group(1, [lic(ENTERPRISEPACK, *after)], [uid(1), uid(2)])],
+        previous=previous,
+        units={ENTERPRISEPACK: units},
+    )
+
+
+def state_of(result: LicensingResult, user_n: int, sku_id: str, group_n: int | None) -> AssignmentState:
+    source = gid(group_n) if group_n is not None else None
+    (found,) = [
+        s for s in result.users[uid(user_n)].states if s.sku_id == sku_id and s.assigned_by_group == source
+    ]
+    return found
+
+
+def assigned_of(result: LicensingResult, user_n: int, sku_id: str) -> License:
+    (found,) = [a for a in result.users[uid(user_n)].assigned if a.sku_id == sku_id]
+    return found
+
+
+def test_group_disabling_a_prerequisite_plan_in_place_keeps_the_old_assignment_active_with_error() -> None:
+    # 0 units: both users already hold their E3 seat, which stays held
+    inp = e3_in_place((SWAY,), (SWAY, SHAREPOINTENTERPRISE), units=0)
+    r = compute(inp)
+    assert state_of(r, 1, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset({SWAY}), ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
+    )
+    assert assigned_of(r, 1, ENTERPRISEPACK) == License(ENTERPRISEPACK, frozenset({SWAY}))
+    assert SHAREPOINTENTERPRISE in user_enabled_plans(r.users[uid(1)], inp.skus)
+    assert st(r, 1, PROJECTPROFESSIONAL, None) == (ACTIVE, NO_ERROR)
+    # the other member does not need SharePoint Plan 2: the group's new disabled plans apply
+    assert state_of(r, 2, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset({SWAY, SHAREPOINTENTERPRISE}), ACTIVE, NO_ERROR
+    )
+    assert r.consumed[ENTERPRISEPACK] == 2
+    # reprocessing the result changes nothing: the error stays until the dependency is resolved
+    again = compute(with_states(inp, r))
+    assert dict(again.users) == dict(r.users)
+
+
+def test_group_disabling_a_prerequisite_in_a_multi_product_group_keeps_only_that_product_old() -> None:
+    # the group also switches a plan off in EMS: that change applies to user 1 as well
+    previous = {
+        uid(1): (
+            prev_state(PROJECTPROFESSIONAL, None),
+            prev_state(ENTERPRISEPACK, 1),
+            prev_state(EMS, 1),
+        )
+    }
+    groups = [group(1, [lic(ENTERPRISEPACK, SHAREPOINTENTERPRISE), lic(EMS, INTUNE_A)], [uid(1)])]
+    r = compute(tenant([user(1, direct=[PROJECT_WITHOUT_SP2])], groups, previous=previous))
+    assert state_of(r, 1, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset(), ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
+    )
+    assert state_of(r, 1, EMS, 1) == AssignmentState(EMS, gid(1), frozenset({INTUNE_A}), ACTIVE, NO_ERROR)
+
+
+def test_group_disabling_a_plan_nobody_depends_on_applies_to_everyone() -> None:
+    r = compute(e3_in_place((SWAY,), (SWAY, YAMMER_ENTERPRISE)))
+    for n in (1, 2):
+        assert state_of(r, n, ENTERPRISEPACK, 1) == AssignmentState(
+            ENTERPRISEPACK, gid(1), frozenset({SWAY, YAMMER_ENTERPRISE}), ACTIVE, NO_ERROR
+        )
+    # and switching a plan back on applies too
+    r = compute(e3_in_place((SWAY, YAMMER_ENTERPRISE), (SWAY,)))
+    for n in (1, 2):
+        assert st(r, n, ENTERPRISEPACK, 1) == (ACTIVE, NO_ERROR)
+        assert assigned_of(r, n, ENTERPRISEPACK) == License(ENTERPRISEPACK, frozenset({SWAY}))
+
+
+def test_group_disabling_a_prerequisite_that_another_group_still_provides_gives_no_error() -> None:
+    previous = {
+        uid(1): (
+            prev_state(PROJECTPROFESSIONAL, None),
+            prev_state(ENTERPRISEPACK, 1),
+            prev_state(ENTERPRISEPACK, 2, ACTIVE, SWAY),
+        )
+    }
+    groups = [
+        group(1, [lic(ENTERPRISEPACK, SHAREPOINTENTERPRISE)], [uid(1)]),
+        group(2, [lic(ENTERPRISEPACK, SWAY)], [uid(1)]),  # SharePoint Plan 2 still on here
+    ]
+    r = compute(tenant([user(1, direct=[PROJECT_WITHOUT_SP2])], groups, previous=previous))
+    assert state_of(r, 1, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset({SHAREPOINTENTERPRISE}), ACTIVE, NO_ERROR
+    )
+    assert st(r, 1, ENTERPRISEPACK, 2) == (ACTIVE, NO_ERROR)
+    assert assigned_of(r, 1, ENTERPRISEPACK) == License(ENTERPRISEPACK, frozenset())
+    # ... and when that other group switches it off too, in the same run, one of the two stays
+    groups[1] = group(2, [lic(ENTERPRISEPACK, SWAY, SHAREPOINTENTERPRISE)], [uid(1)])
+    r = compute(tenant([user(1, direct=[PROJECT_WITHOUT_SP2])], groups, previous=previous))
+    assert st(r, 1, ENTERPRISEPACK, 1) == (ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION)
+    assert state_of(r, 1, ENTERPRISEPACK, 2) == AssignmentState(
+        ENTERPRISEPACK, gid(2), frozenset({SWAY, SHAREPOINTENTERPRISE}), ACTIVE, NO_ERROR
+    )
+    assert SHAREPOINTENTERPRISE in user_enabled_plans(r.users[uid(1)], tenant([]).skus)
+
+
+def test_group_disabling_a_prerequisite_of_another_groups_plan_keeps_the_old_assignment() -> None:
+    # Audio Conferencing (group 2) requires MCOSTANDARD, which only the E3 of group 1 gives
+    previous = {uid(1): (prev_state(ENTERPRISEPACK, 1), prev_state(MCOMEETADV_SKU, 2))}
+    groups = [
+        group(1, [lic(ENTERPRISEPACK, MCOSTANDARD)], [uid(1)]),
+        group(2, [lic(MCOMEETADV_SKU)], [uid(1)]),
+    ]
+    r = compute(tenant([user(1)], groups, previous=previous))
+    assert state_of(r, 1, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset(), ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
+    )
+    assert st(r, 1, MCOMEETADV_SKU, 2) == (ACTIVE, NO_ERROR)
+
+
+def test_group_update_that_also_enables_a_plan_is_refused_whole_for_the_dependent_user() -> None:
+    # Sway on, SharePoint Plan 2 off: user 1 keeps the previous plans (Sway still off)
+    inp = e3_in_place((SWAY,), (SHAREPOINTENTERPRISE,))
+    r = compute(inp)
+    assert state_of(r, 1, ENTERPRISEPACK, 1) == AssignmentState(
+        ENTERPRISEPACK, gid(1), frozenset({SWAY}), ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION
+    )
+    assert SWAY not in user_enabled_plans(r.users[uid(1)], inp.skus)
+    assert assigned_of(r, 2, ENTERPRISEPACK) == License(ENTERPRISEPACK, frozenset({SHAREPOINTENTERPRISE}))
+
+
+def test_removing_the_dependent_direct_license_later_applies_the_groups_new_disabled_plans() -> None:
+    inp = e3_in_place((SWAY,), (SWAY, SHAREPOINTENTERPRISE))
+    first = compute(inp)
+    assert st(first, 1, ENTERPRISEPACK, 1) == (ACTIVE_WITH_ERROR, DEPENDENCY_VIOLATION)
+    # the administrator removes the direct Project license; the next run clears the error
+    later = LicensingInput(
+        tenant_location=inp.tenant_location,
+        skus=inp.skus,
+        users={**inp.users, uid(1): user(1)},
+        groups=inp.groups,
+        rules=inp.rules,
+        previous={
+            u: tuple(s for s in ul.states if s.assigned_by_group is not None) for u, ul in first.users.items()
+        },
+    )
+    r = compute(later)
+    assert r.users[uid(1)].states == (
+        AssignmentState(ENTERPRISEPACK, gid(1), frozenset({SWAY, SHAREPOINTENTERPRISE}), ACTIVE, NO_ERROR),
+    )
+    assert r.users[uid(1)].assigned == (License(ENTERPRISEPACK, frozenset({SWAY, SHAREPOINTENTERPRISE})),)
+    assert r.consumed[ENTERPRISEPACK] == 2
+    assert r.consumed[PROJECTPROFESSIONAL] == 0
+
+
+def test_group_disabling_a_prerequisite_the_users_direct_copy_provides_gives_no_error() -> None:
+    previous = {uid(1): (prev_state(ENTERPRISEPACK, None), prev_state(ENTERPRISEPACK, 1))}
+    groups = [
+        group(1, [lic(ENTERPRISEPACK, MCOSTANDARD)], [uid(1)]),
+        group(2, [lic(MCOMEETADV_SKU)], [uid(1)]),
+    ]
+    r = compute(tenant([user(1, direct=[lic(ENTERPRISEPACK)])], groups, previous=previous))
+    assert st(r, 1, ENTERPRISEPACK, 1) == (ACTIVE, NO_ERROR)
+    assert st(r, 1, MCOMEETADV_SKU, 2) == (ACTIVE, NO_ERROR)
+
+
+def with_states(inp: LicensingInput, result: LicensingResult) -> LicensingInput:
+    """`inp` with `result`'s states as the previous ones (the next processing)."""
+    return LicensingInput(
+        tenant_location=inp.tenant_location,
+        skus=inp.skus,
+        users=inp.users,
+        groups=inp.groups,
+        rules=inp.rules,
+        other_proxy_addresses=inp.other_proxy_addresses,
+        previous={u: ul.states for u, ul in result.users.items()},
+    )

@@ -10,6 +10,7 @@ from test_licensing_fixtures import SKU_PLANS, gid, group, lic, rules, tenant, u
 from reconciler.licensing import (
     ACTIVE,
     ACTIVE_WITH_ERROR,
+    DEPENDENCY_VIOLATION,
     ERROR,
     HELD_STATES,
     NO_ERROR,
@@ -24,7 +25,9 @@ from reconciler.licensing import (
 SKU_IDS = sorted(SKU_PLANS)
 
 
-def random_tenant(seed: int, with_previous: bool) -> LicensingInput:
+def random_tenant(seed: int, with_previous: bool, in_place: bool = False) -> LicensingInput:
+    """A random small tenant; with a previous run, then membership changes (and, `in_place`, groups
+    switching plans on or off in their SKUs)."""
     rng = random.Random(seed)
     n_users = rng.randint(1, 12)
     shared = "shared@contoso.com"
@@ -63,7 +66,13 @@ def random_tenant(seed: int, with_previous: bool) -> LicensingInput:
     for g in groups:
         members = [m for m in g.member_ids if rng.random() < 0.7]
         members += [uid(n) for n in range(n_users) if rng.random() < 0.2]
-        changed_groups.append(group(int(g.id[-12:]), g.licenses, members, security=g.security_enabled))
+        licenses = list(g.licenses)
+        if in_place:
+            for i, old in enumerate(licenses):
+                if rng.random() < 0.5:
+                    plans = SKU_PLANS[old.sku_id]
+                    licenses[i] = lic(old.sku_id, *rng.sample(plans, rng.randint(0, len(plans) - 1)))
+        changed_groups.append(group(int(g.id[-12:]), licenses, members, security=g.security_enabled))
     return tenant(
         users,
         changed_groups,
@@ -123,6 +132,30 @@ def check_invariants(inp: LicensingInput, r: LicensingResult) -> None:
                 assert not (partners.get(p, frozenset()) & union), (u, s)
                 req = inp.rules.requires.get(p)
                 assert not req or req & union, (u, s)
+        # a source kept in error (a removal or an in-place change refused, facts 2.9) is needed:
+        # without it a plan the user has would lose its only prerequisite
+        for s in ul.states:
+            if s.state != ACTIVE_WITH_ERROR:
+                continue
+            assert s.error == DEPENDENCY_VIOLATION
+            assert s.assigned_by_group is not None
+            g = inp.groups.get(s.assigned_by_group)
+            now = None
+            if g is not None and g.security_enabled and u in g.member_ids:
+                now = next((x for x in g.licenses if x.sku_id == s.sku_id), None)
+            assert now is None or now.disabled_plans != s.disabled_plans, (u, s)
+            mine = enabled_plans(inp.skus[s.sku_id], lic(s.sku_id, *s.disabled_plans))
+            without: set[str] = set()
+            for o in ul.states:
+                if o.state in HELD_STATES and o != s:
+                    without |= enabled_plans(inp.skus[o.sku_id], lic(o.sku_id, *o.disabled_plans))
+            if now is not None:
+                without |= enabled_plans(inp.skus[s.sku_id], now)
+            lost = mine - without
+            needed = [
+                p for p in union if (req := inp.rules.requires.get(p)) and req & lost and not req & without
+            ]
+            assert needed, (u, s)
     assert holders == dict(r.consumed)
     # a new seat is never given beyond capacity
     for sku_id, sku in inp.skus.items():
@@ -136,15 +169,28 @@ def check_invariants(inp: LicensingInput, r: LicensingResult) -> None:
         assert r.consumed[sku_id] <= max(sku.enabled_units, had)
 
 
-@pytest.mark.parametrize("with_previous", [False, True])
-def test_random_tenants_keep_the_documented_invariants_and_ignore_input_order(with_previous: bool) -> None:
+@pytest.mark.parametrize(("with_previous", "in_place"), [(False, False), (True, False), (True, True)])
+def test_random_tenants_keep_the_documented_invariants_and_ignore_input_order(
+    with_previous: bool, in_place: bool
+) -> None:
+    in_place_refused = 0
     for seed in range(150):
-        inp = random_tenant(seed, with_previous)
+        inp = random_tenant(seed, with_previous, in_place)
         r = compute(inp)
         check_invariants(inp, r)
+        in_place_refused += sum(
+            1
+            for u, ul in r.users.items()
+            for s in ul.states
+            if s.state == ACTIVE_WITH_ERROR
+            and (g := inp.groups.get(s.assigned_by_group or "")) is not None
+            and u in g.member_ids
+        )
         again = compute(reversed_input(inp))
         assert dict(again.users) == dict(r.users), seed
         assert dict(again.consumed) == dict(r.consumed), seed
+    if in_place:
+        assert in_place_refused > 0  # the random in-place changes do reach the rule
 
 
 def with_previous(inp: LicensingInput, r: LicensingResult) -> LicensingInput:
@@ -159,12 +205,12 @@ def with_previous(inp: LicensingInput, r: LicensingResult) -> LicensingInput:
     )
 
 
-@pytest.mark.parametrize("with_previous_run", [False, True])
-def test_reprocessing_settles_after_one_pass(with_previous_run: bool) -> None:
+@pytest.mark.parametrize(("with_previous_run", "in_place"), [(False, False), (True, False), (True, True)])
+def test_reprocessing_settles_after_one_pass(with_previous_run: bool, in_place: bool) -> None:
     # the emulator reprocesses users whenever anything changes; a settled tenant must stay put
     # (one pass may still hand out seats that a later user freed in the first run)
     for seed in range(150):
-        inp = random_tenant(seed, with_previous_run)
+        inp = random_tenant(seed, with_previous_run, in_place)
         second_input = with_previous(inp, compute(inp))
         second = compute(second_input)
         check_invariants(second_input, second)
