@@ -318,3 +318,18 @@ def test_client_tokens_are_renewed_before_they_expire(monkeypatch: pytest.Monkey
     provider._expires = 0.0  # as if the token were about to expire
     assert provider() != first
     assert app.calls == ["client:https://graph.microsoft.com/.default"] * 2
+
+
+def test_msal_session_never_proxies_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = msal_http_client(None)
+    assert (
+        session.merge_environment_settings(
+            "https://127.0.0.1:8443/t/oauth2/v2.0/token", {}, None, None, None
+        )["proxies"]
+        == {}
+    )
+    remote = session.merge_environment_settings("https://login.microsoftonline.com/t", {}, None, None, None)
+    assert remote["proxies"].get("https") == "http://proxy.corp:3128"

@@ -130,23 +130,26 @@ def _remove_quietly(name: str) -> None:
 
 
 class PinnedVerifySession(requests.Session):
-    """A requests session whose ``verify`` the environment (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) can't replace."""
+    """A requests session for msal: ``verify`` (when given) can't be replaced by the environment
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), and loopback hosts (the emulator) never go through a proxy."""
 
-    def __init__(self, verify: str | bool) -> None:
+    def __init__(self, verify: str | bool | None = None) -> None:
         super().__init__()
-        self.verify = verify
+        if verify is not None:
+            self.verify = verify
         self._pinned_verify = verify
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["verify"] = self._pinned_verify
+        if self._pinned_verify is not None:
+            settings["verify"] = self._pinned_verify
+        if (httpx.URL(str(url)).host or "").lower() in ("localhost", "127.0.0.1", "::1"):
+            settings["proxies"] = {}
         return settings
 
 
 def msal_http_client(ca_bundle: str | os.PathLike[str] | None) -> requests.Session:
-    if ca_bundle:
-        return PinnedVerifySession(combined_ca_file(ca_bundle))
-    return requests.Session()
+    return PinnedVerifySession(combined_ca_file(ca_bundle) if ca_bundle else None)
 
 
 # --------------------------------------------------------------------------- credentials
