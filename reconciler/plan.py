@@ -38,7 +38,7 @@ LICENSE_CODES = (
     "UniquenessViolation",
     "Other",
 )
-POLICY_CODES = ("GroupNotFound", "AmbiguousGroup", "UnknownSku", "UnknownPlan", "UnknownUser")
+POLICY_CODES = ("GroupNotFound", "AmbiguousGroup", "UnknownSku", "UnknownPlan", "UnknownUser", "MembershipNotManaged")
 PLANNER_CODES = (
     *POLICY_CODES,
     "NestedGroup",

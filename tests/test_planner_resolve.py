@@ -175,3 +175,13 @@ def test_group_with_lic_helper_is_settled() -> None:
     # the fixtures' tenant is settled: every member of LIC-E3 holds E3 (direct users share the seat)
     state = base_state()
     assert state.skus[lic("ENTERPRISEPACK")["skuId"]].consumed_units == 6
+
+
+def test_members_of_a_dynamic_group_cannot_be_managed(tmp_path: Path) -> None:
+    doc = base_doc()
+    doc["groups"][2].update(groupTypes=["DynamicMembership"], membershipRule='user.department -eq "Sales"')
+    text = BASE_POLICY.replace("  - group: LIC-EMS\n", "  - group: LIC-EMS\n    members: [alice@contoso.com]\n")
+    plan = plan_for(tmp_path, state_from(doc), text, force=True)
+    (v,) = find(plan, "MembershipNotManaged")
+    assert v.group == "LIC-EMS" and "dynamic" in v.message and plan.blocked
+    assert not [a for a in plan.actions if a.kind.endswith("Member")]

@@ -9,7 +9,8 @@
   placeholder key `{new:DISPLAYNAME}` (see `new_group_key`) in request URLs, ObjectRefs and
   predicted states; apply substitutes the id Graph returns. Several: `AmbiguousGroup` listing ids.
 - Users (members, usageLocations.users) by UPN (case-insensitive) or object id; unknown:
-  `UnknownUser`.
+  `UnknownUser`. `members` of a dynamic or mail-enabled (non-Microsoft 365) group, whose
+  membership Graph does not let anyone change: `MembershipNotManaged`.
 - SKUs against the tenant's subscribedSkus by part number or skuId: `UnknownSku` when the tenant
   does not own it. Service plans against that SKU's servicePlans (name, a catalog spelling, or
   id): `UnknownPlan`.
@@ -330,7 +331,20 @@ def resolve(policy: Policy, state: TenantState, catalog: Catalog) -> Resolution:
             if not complete:
                 licenses = None
         members: tuple[str, ...] | None = None
-        if spec.members is not None:
+        if spec.members is not None and live is not None and (
+            live.is_dynamic or (live.mail_enabled and "Unified" not in live.group_types)
+        ):
+            what = "a dynamic group (its rule decides)" if live.is_dynamic else "a mail-enabled distribution group"
+            violations.append(
+                _violation(
+                    "MembershipNotManaged",
+                    f"{name} is {what}: Graph refuses to add or remove its members",
+                    "remove `members` from this entry, or manage the membership where it is decided",
+                    spec.name_loc,
+                    group=name,
+                )
+            )
+        elif spec.members is not None:
             member_ids: list[str] = []
             for ref in spec.members:
                 user = users.find(ref.value)
