@@ -43,6 +43,11 @@ def test_plan_apply_plan_converges_and_audits_every_write(start_emulator: Callab
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == writes_in_stats(stats) == len(result.done)
     assert {line["action"] for line in lines} == set(plan.summary)
+    # the order: groups created, usage locations, members, group licenses, then direct removals
+    kinds = [line["action"] for line in lines]
+    assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == [
+        "createGroup", "setUsageLocation", "addMember", "assignLicense", "removeDirectLicense"
+    ]
     assert all(line["status"] < 300 and line["requestId"] for line in lines)
     for app in t.apps.values():
         assert str(app["secret"]) not in text

@@ -7,7 +7,8 @@
 The order never leaves a user without service mid-way:
 
 1. ``createGroup`` (one by one; the new ids replace the ``{new:NAME}`` placeholders in every later
-   request), then ``addMember`` and ``setUsageLocation`` through ``$batch``;
+   request), then ``setUsageLocation`` and then ``addMember`` (a licensed group starts processing a
+   new member at once, so the location must be there first), each through ``$batch``;
 2. every group ``assignLicense`` request that adds or changes a license (a group's adds, updates
    and removals stay ONE request, as the plan has it: a swap is atomic in Entra). Right before
    each, the group's ``assignedLicenses`` are read again: if they differ from what the plan was
@@ -283,7 +284,8 @@ class _Executor:
     def run(self) -> ApplyResult:
         actions = self.plan.actions
         creates = [a for a in actions if a.kind == "createGroup"]
-        small = [a for a in actions if a.kind in ("addMember", "setUsageLocation")]
+        locations = [a for a in actions if a.kind == "setUsageLocation"]
+        members_in = [a for a in actions if a.kind == "addMember"]
         license_requests = self.license_requests(actions)
         adding = [(k, acts) for k, acts in license_requests if any(a.kind in ADDING_KINDS for a in acts)]
         removing = [(k, acts) for k, acts in license_requests if not any(a.kind in ADDING_KINDS for a in acts)]
@@ -293,7 +295,9 @@ class _Executor:
 
         for a in creates:
             self.create_group(a)
-        self.send_small(small, "Adding members and setting usage locations")
+        # usage locations first: adding a member to a licensed group starts its processing at once
+        self.send_small(locations, "Setting usage locations")
+        self.send_small(members_in, "Adding members")
         for key, acts in adding:
             self.group_request(key, acts)
         needs_wait = self.opt.wait and self.unsettled and (direct or removing or members_out)
