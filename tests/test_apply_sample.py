@@ -62,7 +62,9 @@ def test_cli_plan_apply_plan(start_emulator: Callable[..., Any], tmp_path: Path)
     applied = t.cli("apply", "p.json", cwd=tmp_path)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Apply complete" in applied.stdout and "matches the prediction" in applied.stdout
-    assert (tmp_path / ".reconciler" / "audit.jsonl").is_file()
+    audit = (tmp_path / ".reconciler" / "audit.jsonl").read_text()
+    assert len(audit.splitlines()) == writes_in_stats(t.stats())
+    assert str(t.apps["reconciler-apply"]["secret"]) not in audit and "eyJ" not in audit
     again = t.cli("plan", str(POLICIES), "--detailed-exitcode", cwd=tmp_path, app="reconciler-plan")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes." in again.stdout and "CountViolation" in again.stdout
