@@ -599,7 +599,8 @@ def reprocess_command(
     )
 
     def say(text: str) -> None:
-        sys.stderr.write(text + "\n")
+        if sys.stderr.isatty():  # logs only on a terminal (SPEC section 3); the summary is on stdout
+            sys.stderr.write(text + "\n")
 
     with (
         AuditLog(audit_path(audit_log), command="reprocess") as audit,

@@ -45,9 +45,14 @@ class ApplySettings:
 
 
 def _options(settings: ApplySettings, audit: AuditLog) -> ApplyOptions:
+    # SPEC section 3: progress and logs go to stderr only when it is a terminal; the summary on
+    # stdout says everything that was done, failed or skipped
+    tty = settings.err.isatty()
+
     def say(text: str) -> None:
-        settings.err.write(text + "\n")
-        settings.err.flush()
+        if tty:
+            settings.err.write(text + "\n")
+            settings.err.flush()
 
     return ApplyOptions(
         wait=settings.wait,
