@@ -548,6 +548,7 @@ def apply_command(
                 raise typer.Exit(EXIT_RUNTIME)
             return
         result = maybe
+        sys.stdout.write("\n")  # after the plan
     sys.stdout.write(result.render())
     sys.stdout.flush()
     if result.exit_code:

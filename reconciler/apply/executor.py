@@ -65,6 +65,7 @@ from reconciler.state import TenantState, group_from_graph
 
 LICENSE_KINDS = ("assignLicense", "updateLicense", "removeLicense")
 ADDING_KINDS = ("assignLicense", "updateLicense")
+USER_KINDS = ("addMember", "removeMember", "setUsageLocation", "removeDirectLicense", "reprocess")
 DEFAULT_TIMEOUT = 1800.0
 
 
@@ -151,6 +152,18 @@ class ApplyResult:
 
     def render(self) -> str:
         lines: list[str] = []
+        if self.done:
+            lines.append("Done:")
+            by_kind: dict[str, list[str]] = {}
+            for item in self.done:
+                by_kind.setdefault(item.split(" ", 1)[0], []).append(item)
+            for kind, items in by_kind.items():
+                if kind in USER_KINDS and len(items) > 5:
+                    # one line per kind for user-level writes (there may be thousands)
+                    shown = ", ".join(i.rsplit(" ", 1)[-1] for i in items[:3])
+                    lines.append(f"  + {kind}: {len(items)} users ({shown}, ...)")
+                else:
+                    lines += [f"  + {i}" for i in items]
         if self.conflicts:
             lines.append("Changed since the plan (not written, plan again):")
             lines += [f"  ! {c}" for c in self.conflicts]
