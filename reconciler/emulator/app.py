@@ -621,6 +621,27 @@ def _user_filter(api: GraphApi, q: odata.Query) -> Callable[[str], bool]:
     return matches
 
 
+def _smtp_address_lookup(node: odata.Node) -> str | None:
+    """The address of a `proxyAddresses/any(x:x eq 'smtp:...')` filter (alone or in an `and`)."""
+    if isinstance(node, odata.AnyOf):
+        inner = node.inner
+        if (
+            node.path == ("proxyAddresses",)
+            and inner.op == "eq"
+            and inner.path in ((), ("",))
+            and isinstance(inner.value, str)
+        ):
+            kind, _, address = inner.value.partition(":")
+            return address.lower() if kind.lower() == "smtp" and address else None
+        return None
+    if isinstance(node, odata.BoolOp) and node.op == "and":
+        for item in node.items:
+            found = _smtp_address_lookup(item)
+            if found is not None:
+                return found
+    return None
+
+
 @route("GET", "/users", Operation.USERS_READ)
 def _users(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
     q = api.query(call, "user", collection=True)
@@ -632,6 +653,9 @@ def _users(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
             if lookup[0] == "userPrincipalName" and u is not None and u.upn.lower() != lookup[1].lower():
                 u = None
             ids = [u.id] if u is not None else []
+        elif q.filter is not None and (address := _smtp_address_lookup(q.filter)) is not None:
+            # the address index narrows the scan; the filter itself still decides below
+            ids = sorted(o for o in api.store.address_owners(address) if o in api.store.users)
         users = api.store.users
         return api.page(
             call,

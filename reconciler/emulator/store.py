@@ -719,15 +719,24 @@ class Store:
         else:
             self._addr_of.pop(oid, None)
 
+    def _address_index(self) -> dict[str, set[str]]:
+        if self._addr_owners is None:
+            self._addr_owners = {}
+            for oid in [*self.users, *self.groups]:
+                self._touch_addresses(oid)
+        return self._addr_owners
+
     def shared_address_users(self) -> set[str]:
         """Users holding an SMTP address that another user or a group also holds."""
         with self.lock:
-            if self._addr_owners is None:
-                self._addr_owners = {}
-                for oid in [*self.users, *self.groups]:
-                    self._touch_addresses(oid)
-            owners = self._addr_owners
+            owners = self._address_index()
             return {o for a in self._dup_addrs for o in owners[a] if o in self.users}
+
+    def address_owners(self, address: str) -> frozenset[str]:
+        """Objects holding an SMTP address (lower case, no prefix): a superset of what
+        `proxyAddresses/any(x:x eq 'smtp:...')` matches, so such filters need not scan every user."""
+        with self.lock:
+            return frozenset(self._address_index().get(address.lower(), ()))
 
     # ------------------------------------------------------------------ user writes
 
