@@ -302,30 +302,45 @@ class Measure:
         }
 
 
+# The child's peak RSS: on Linux a child's ru_maxrss starts from its parent's RSS at fork time, and
+# this process holds the tenant document; so each command is started by a small launcher process
+# that forks it and reports the command's own rusage (wall time measured there too).
+_LAUNCHER = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump({"exit": os.waitstatus_to_exitcode(status), "wall": wall, "maxrss_kb": ru.ru_maxrss,
+               "cpu": ru.ru_utime + ru.ru_stime}, f)
+"""
+
+
 def run_cli(emu: Emulator, work: Path, name: str, args: list[str], app: str = "reconciler-plan") -> dict[str, Any]:
     """One CLI command in a child process; wall, CPU and peak RSS of the child, and the emulator's counts."""
     flags, env = emu.cli_flags(app)
-    cmd = [sys.executable, "-m", "reconciler", *args, *flags]
+    usage_path = work / f"{name}.rusage.json"
+    cmd = [sys.executable, "-c", _LAUNCHER, str(usage_path), "-m", "reconciler", *args, *flags]
     out_path, err_path = work / f"{name}.out", work / f"{name}.err"
     measure = Measure(emu)
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=work, env=child_env(env))
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=work, env=child_env(env), check=False)
+    usage = json.loads(usage_path.read_text())
     result = {
         "command": "reconciler " + " ".join(args),
-        "exit": proc.returncode,
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "exit": usage["exit"],
+        "wall_s": round(usage["wall"], 2),
+        "cpu_s": round(usage["cpu"], 2),
+        "peak_rss_mb": round(usage["maxrss_kb"] / 1024, 1),
         **measure.done(),
     }
     tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
     if tail:
         result["stderr_tail"] = tail
-    say(f"    {name:<8} exit {proc.returncode}  {wall:6.1f} s wall  {result['cpu_s']:6.1f} s CPU  "
+    say(f"    {name:<8} exit {result['exit']}  {result['wall_s']:6.1f} s wall  {result['cpu_s']:6.1f} s CPU  "
         f"{result['peak_rss_mb']:6.0f} MB  {result['requests']:>5} requests  {result['resource_units']:>6} RU")
     return result
 
