@@ -16,6 +16,12 @@ with BEFORE:
   warning;
 - an error recorded today that AFTER no longer has is "fixed" by the plan (a warning).
 
+Only the users the plan touches (actions, members of the groups it changes, users whose location
+or direct licenses change) and the unsettled ones (license errors, proxy addresses shared with
+another object) are computed, with the seats held by everybody else set aside: every other
+user's inputs are unchanged and they have no error, so the model keeps their states. This is
+the emulator's partial recomputation; it keeps a plan on a large tenant fast.
+
 Errors are grouped by (status, code, SKU, group) into one Violation naming the users, with a
 message and the resolution Microsoft's article gives for the code. Nested groups in licensed
 groups give `NestedGroup` warnings naming the users who will not be licensed through them.
