@@ -289,12 +289,14 @@ def collect_errors(
     # membersWithLicenseErrors lists current members only; a user who left a group and keeps its
     # license in error (DependencyViolation on removal, facts 2.9) is found among the observed users
     sources: dict[str, list[User]] = {gid: list(users) for gid, users in in_error.items()}
+    listed: dict[str, set[str]] = {gid: {u.id for u in users} for gid, users in sources.items()}
     for user in state.users.values():
         for st in user.license_states:
             if st.error != licensing.NO_ERROR and st.assigned_by_group is not None:
-                listed = sources.setdefault(st.assigned_by_group, [])
-                if all(u.id != user.id for u in listed):
-                    listed.append(user)
+                ids = listed.setdefault(st.assigned_by_group, set())
+                if user.id not in ids:
+                    ids.add(user.id)
+                    sources.setdefault(st.assigned_by_group, []).append(user)
     for gid in sorted(sources, key=lambda k: (gname(k).casefold(), k)):
         if only is not None and gid != only.id:
             continue
