@@ -61,6 +61,7 @@ def test_cli_plan_apply_plan(start_emulator: Callable[..., Any], tmp_path: Path)
     assert planned.returncode == 0, planned.stderr
     applied = t.cli("apply", "p.json", cwd=tmp_path)
     assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.stderr == ""  # no progress or log lines when stderr is not a terminal
     assert "Apply complete" in applied.stdout and "matches the prediction" in applied.stdout
     audit = (tmp_path / ".reconciler" / "audit.jsonl").read_text()
     assert len(audit.splitlines()) == writes_in_stats(t.stats())
