@@ -90,6 +90,22 @@ def test_a_license_moved_between_groups_is_added_before_it_is_removed(
     assert not t.plan([policies]).has_changes
 
 
+def test_no_wait_leaves_a_moved_license_on_the_old_group(start_emulator: Callable[..., Any], tmp_path: Path) -> None:
+    policies = policy_variant(tmp_path, MOVE_EMS)
+    tenant_file = policies / "00-tenant.yaml"
+    tenant_file.write_text(tenant_file.read_text().replace("unmanagedGroups: report", "unmanagedGroups: remove"))
+    t = Tenant(start_emulator(processing_delay=0.2))
+    result = t.apply(t.plan([policies]), wait=False)
+    assert result.exit_code == 0, result.render()
+    assert any(s.startswith("removeLicense Old-EMS-Pilot EMS") and "new assignment" in s for s in result.skipped)
+    old = next(g for g in t.snapshot()["groups"] if g["displayName"] == "Old-EMS-Pilot")
+    assert old["assignedLicenses"]  # kept until the new group's assignment is processed
+    time.sleep(0.5)
+    follow = t.plan([policies])
+    assert {(a.kind, a.group.name if a.group else None) for a in follow.actions} >= {("removeLicense", "Old-EMS-Pilot")}
+    assert t.apply(follow).exit_code == 0
+
+
 def test_a_failing_group_does_not_stop_the_others(start_emulator: Callable[..., Any], tmp_path: Path) -> None:
     # Project Online alone in a group: Graph refuses it (SharePoint Plan 2 must be in the same group)
     policies = policy_variant(

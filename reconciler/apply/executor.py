@@ -28,7 +28,8 @@ why. Exit codes (``ApplyResult.exit_code``): 0 done (differences from the predic
 reported, they are not failures), 1 a write failed or the wait timed out, 4 a group was skipped
 because it changed since the plan (and nothing failed). ``--no-wait`` returns after the writes of
 steps 1, 2, 5 and the plan's reprocess actions, and skips the direct-license removals (they need
-processing done) and verification.
+processing done), the removals of step 5 for users who get a new assignment in the same apply, and
+verification.
 
 Running plan and apply again after a failure, or after apply was killed, converges: every write
 is idempotent or checked (a member already added, a direct license already gone, a group
@@ -327,6 +328,8 @@ class _Executor:
                 for a in direct:
                     self.result.skipped.append(f"{self.describe(a)}: --no-wait (a direct license is removed only "
                                                "after group processing shows the inherited one Active)")
+        if not self.opt.wait:
+            removing, members_out = self.defer_risky_removals(adding, removing, members_out)
         for key, acts in removing:
             self.group_request(key, acts)
         self.send_small(members_out, "Removing members")
@@ -364,6 +367,34 @@ class _Executor:
                 acts = item[1] if isinstance(item, tuple) else [item]
                 for a in acts:
                     self.result.skipped.append(f"{self.describe(a)}: {reason}")
+
+    def defer_risky_removals(
+        self,
+        adding: list[tuple[str, list[Action]]],
+        removing: list[tuple[str, list[Action]]],
+        members_out: list[Action],
+    ) -> tuple[list[tuple[str, list[Action]]], list[Action]]:
+        """--no-wait: a removal for users who get something new in this apply could be processed
+        by Entra before the new assignment; leave it to the next plan (apply waits for it then)."""
+        gaining = {u.casefold() for _, acts in adding for a in acts for u in a.users}
+        gaining |= {a.user.name.casefold() for a in self.plan.actions if a.kind == "addMember" and a.user}
+        reason = (
+            "--no-wait: its users get a new assignment in this apply, and a removal is made only once "
+            "that is processed (apply with --wait, or plan and apply again later)"
+        )
+        kept: list[tuple[str, list[Action]]] = []
+        for key, acts in removing:
+            if any(u.casefold() in gaining for a in acts for u in a.users):
+                self.result.skipped.extend(f"{self.describe(a)}: {reason}" for a in acts)
+            else:
+                kept.append((key, acts))
+        out: list[Action] = []
+        for a in members_out:
+            if a.user is not None and a.user.name.casefold() in gaining:
+                self.result.skipped.append(f"{self.describe(a)}: {reason}")
+            else:
+                out.append(a)
+        return kept, out
 
     def license_requests(self, actions: Sequence[Action]) -> list[tuple[str, list[Action]]]:
         out: dict[str, list[Action]] = {}
