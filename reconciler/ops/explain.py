@@ -15,7 +15,7 @@ from reconciler import licensing
 from reconciler.catalog import Catalog, load_catalog
 from reconciler.plan import EXISTING
 from reconciler.planner.diff import Changes
-from reconciler.planner.predict import SILENT, _Predictor
+from reconciler.planner.predict import SILENT, Predictor
 from reconciler.planner.resolve import resolve
 from reconciler.policy.model import Policy
 from reconciler.state import TenantState
@@ -63,12 +63,12 @@ class Explainer:
     def __init__(self, state: TenantState, catalog: Catalog | None = None) -> None:
         catalog = catalog or load_catalog()
         res = resolve(Policy(files=(), document={}, digest=""), state, catalog)
-        self._predictor = _Predictor(state, res, Changes(), catalog, set())
+        self._predictor = Predictor(state, res, Changes(), catalog, set())
         self._predictor.run()
 
     def error(self, code: str, sku_id: str, group_id: str | None, user_id: str) -> Explanation:
         p = self._predictor
-        detail, resolution = p._explain(code, sku_id, group_id, [user_id], p.part(sku_id), p.gname(group_id))
+        detail, resolution = p.explain(code, sku_id, group_id, [user_id], p.part(sku_id), p.gname(group_id))
         # the predictor speaks about the tenant "after the plan"; here there is no plan
         detail = detail.replace(" after the plan", "")
         return Explanation(detail=detail, resolution=resolution)

@@ -278,7 +278,7 @@ class Prediction:
 _ErrKey = tuple[str, str, str | None]  # (code, sku id, group id)
 
 
-class _Predictor:
+class Predictor:
     def __init__(
         self, state: TenantState, res: Resolution, changes: Changes, catalog: Catalog, touched: set[str]
     ) -> None:
@@ -430,7 +430,7 @@ class _Predictor:
         part = self.part(sku_id)
         gname = self.gname(group)
         where = f"{part} from {gname}" if group is not None else f"direct {part}"
-        message, resolution = self._explain(code, sku_id, group, sample, part, gname)
+        message, resolution = self.explain(code, sku_id, group, sample, part, gname)
         head = f"{who} {verb} {code} on {where}"
         return Violation(
             code=code,
@@ -474,7 +474,7 @@ class _Predictor:
                     out.append(f"{self.part(st.sku_id)} from {self.gname(st.assigned_by_group)}")
         return out
 
-    def _explain(
+    def explain(
         self, code: str, sku_id: str, group: str | None, sample: list[str], part: str, gname: str
     ) -> tuple[str, str]:
         rules = self.res.rules
@@ -712,4 +712,4 @@ def _state_set(states: Iterable[AssignmentState]) -> set[tuple[str, str | None, 
 def predict(
     state: TenantState, resolution: Resolution, changes: Changes, catalog: Catalog, touched: set[str]
 ) -> Prediction:
-    return _Predictor(state, resolution, changes, catalog, touched).run()
+    return Predictor(state, resolution, changes, catalog, touched).run()
