@@ -106,6 +106,30 @@ def test_no_wait_leaves_a_moved_license_on_the_old_group(start_emulator: Callabl
     assert t.apply(follow).exit_code == 0
 
 
+def test_a_removal_waits_when_the_replacing_assignment_was_not_written(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    policies = policy_variant(tmp_path, MOVE_EMS)
+    tenant_file = policies / "00-tenant.yaml"
+    tenant_file.write_text(tenant_file.read_text().replace("unmanagedGroups: report", "unmanagedGroups: remove"))
+    t = Tenant(start_emulator(processing_delay=0.2))
+    plan = t.plan([policies])
+    old_id = t.group_id("Old-EMS-Pilot")
+    visio = next(s for s in t.seed["subscribedSkus"] if s["skuPartNumber"] == "VISIOCLIENT")
+
+    def meanwhile(gid: str) -> None:
+        if gid != old_id:  # someone gives the new LIC-EMS another license first: it is not written
+            t.graph("POST", f"/groups/{gid}/assignLicense",
+                    {"addLicenses": [{"skuId": visio["skuId"], "disabledPlans": []}], "removeLicenses": []})
+
+    result = t.apply(plan, before_group_write=meanwhile)
+    assert result.exit_code == 4, result.render()
+    assert any("LIC-EMS" in c for c in result.conflicts)
+    assert any(s.startswith("removeLicense Old-EMS-Pilot EMS") and "not written" in s for s in result.skipped)
+    old = next(g for g in t.snapshot()["groups"] if g["id"] == old_id)
+    assert old["assignedLicenses"]  # the pilots keep EMS
+
+
 def test_a_failing_group_does_not_stop_the_others(start_emulator: Callable[..., Any], tmp_path: Path) -> None:
     # Project Online alone in a group: Graph refuses it (SharePoint Plan 2 must be in the same group)
     policies = policy_variant(

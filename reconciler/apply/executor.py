@@ -235,6 +235,8 @@ class _Executor:
         self.touched_groups: set[str] = set()  # group ids whose processing this apply triggered
         self.unsettled = False  # groups were touched since the last wait
         self.last_read: dict[str, Any] = {}  # users as the last wait read them
+        # UPNs (casefolded) whose new assignment or membership of this apply was not written
+        self.unwritten: set[str] = set()
         self.poller = options.poller or Poller()
         self.deadline: float | None = None
 
@@ -328,8 +330,7 @@ class _Executor:
                 for a in direct:
                     self.result.skipped.append(f"{self.describe(a)}: --no-wait (a direct license is removed only "
                                                "after group processing shows the inherited one Active)")
-        if not self.opt.wait:
-            removing, members_out = self.defer_risky_removals(adding, removing, members_out)
+        removing, members_out = self.defer_risky_removals(adding, removing, members_out)
         for key, acts in removing:
             self.group_request(key, acts)
         self.send_small(members_out, "Removing members")
@@ -374,23 +375,31 @@ class _Executor:
         removing: list[tuple[str, list[Action]]],
         members_out: list[Action],
     ) -> tuple[list[tuple[str, list[Action]]], list[Action]]:
-        """--no-wait: a removal for users who get something new in this apply could be processed
-        by Entra before the new assignment; leave it to the next plan (apply waits for it then)."""
-        gaining = {u.casefold() for _, acts in adding for a in acts for u in a.users}
-        gaining |= {a.user.name.casefold() for a in self.plan.actions if a.kind == "addMember" and a.user}
-        reason = (
-            "--no-wait: its users get a new assignment in this apply, and a removal is made only once "
-            "that is processed (apply with --wait, or plan and apply again later)"
-        )
+        """Removals (groups losing licenses, members leaving) for users whose new assignment in this
+        apply is not in place are left to the next plan: with --no-wait every user who gets one
+        (Entra could process the removal first); otherwise those whose new assignment or membership
+        was not written (failed, skipped, changed meanwhile)."""
+        if self.opt.wait:
+            risky = self.unwritten
+            reason = "its users' new assignment in this apply was not written; kept so nobody loses service"
+        else:
+            risky = {u.casefold() for _, acts in adding for a in acts for u in a.users}
+            risky |= {a.user.name.casefold() for a in self.plan.actions if a.kind == "addMember" and a.user}
+            reason = (
+                "--no-wait: its users get a new assignment in this apply, and a removal is made only once "
+                "that is processed (apply with --wait, or plan and apply again later)"
+            )
+        if not risky:
+            return removing, members_out
         kept: list[tuple[str, list[Action]]] = []
         for key, acts in removing:
-            if any(u.casefold() in gaining for a in acts for u in a.users):
+            if any(u.casefold() in risky for a in acts for u in a.users):
                 self.result.skipped.extend(f"{self.describe(a)}: {reason}" for a in acts)
             else:
                 kept.append((key, acts))
         out: list[Action] = []
         for a in members_out:
-            if a.user is not None and a.user.name.casefold() in gaining:
+            if a.user is not None and a.user.name.casefold() in risky:
                 self.result.skipped.append(f"{self.describe(a)}: {reason}")
             else:
                 out.append(a)
@@ -448,6 +457,7 @@ class _Executor:
             blocked = self.blocked_by_creation(a)
             if blocked is not None:
                 self.result.skipped.append(f"{self.describe(a)}: group {blocked} was not created")
+                self.note_unwritten(a)
                 continue
             url = self.resolve(a.request.url)
             body = a.request.body
@@ -463,6 +473,7 @@ class _Executor:
         except GraphError as exc:
             for a, _ in todo:
                 self.result.failed.append(f"{self.describe(a)}: {exc}")
+                self.note_unwritten(a)
             return
         for (a, req), res in zip(todo, responses, strict=True):
             if res.ok or self.already_done(a, res):
@@ -472,6 +483,11 @@ class _Executor:
                     self.unsettled = True
             else:
                 self.result.failed.append(f"{self.describe(a)}: {self.error_text(req, res)}")
+                self.note_unwritten(a)
+
+    def note_unwritten(self, a: Action) -> None:
+        if a.kind == "addMember" and a.user is not None:
+            self.unwritten.add(a.user.name.casefold())
 
     @staticmethod
     def already_done(a: Action, res: BatchResponse) -> bool:
@@ -490,6 +506,12 @@ class _Executor:
         return f"status {res.status}"
 
     def group_request(self, key: str, acts: list[Action]) -> None:
+        done = len(self.result.done)
+        self._group_request(key, acts)
+        if len(self.result.done) == done and any(a.kind in ADDING_KINDS for a in acts):
+            self.unwritten.update(u.casefold() for a in acts for u in a.users)
+
+    def _group_request(self, key: str, acts: list[Action]) -> None:
         a0 = acts[0]
         what = ", ".join(f"{a.kind} {a.sku}" for a in acts)
         gname = a0.group.name if a0.group else "?"
