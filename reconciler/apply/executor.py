@@ -18,7 +18,8 @@ The order never leaves a user without service mid-way:
    without error and enables at least the plans of the direct one (the users are read again
    first; others are skipped and reported), through ``$batch``;
 5. group requests that only remove licenses, and ``removeMember`` (after the new assignments are
-   in place), then wait again;
+   in place; a removal for users whose new assignment or membership was not written, because it
+   failed or its group changed meanwhile, is skipped and left to the next plan), then wait again;
 6. ``reprocessLicenseAssignment`` for the plan's reprocess actions and for users whose errors this
    apply resolved (the prediction has no error where Entra still shows one);
 7. verify every affected user's states against the prediction (``reconciler.apply.verify``).
