@@ -160,7 +160,32 @@ def _licenses(raw: Iterable[Mapping[str, Any]] | None) -> tuple[License, ...]:
     )
 
 
+# Users of a large tenant share a few hundred distinct states: parse each once and share the
+# (immutable) object. Bounded: cleared when it grows past _STATE_CACHE_MAX entries.
+_STATE_CACHE: dict[tuple[Any, ...], AssignmentState] = {}
+_STATE_CACHE_MAX = 50_000
+
+
 def license_state_from_graph(item: Mapping[str, Any]) -> AssignmentState:
+    try:
+        key = (
+            item["skuId"],
+            item.get("assignedByGroup"),
+            tuple(item.get("disabledPlans") or ()),
+            item.get("state"),
+            item.get("error"),
+        )
+        cached = _STATE_CACHE.get(key)
+    except TypeError:  # an unhashable value: parse without the cache
+        return _license_state(item)
+    if cached is None:
+        if len(_STATE_CACHE) >= _STATE_CACHE_MAX:
+            _STATE_CACHE.clear()
+        cached = _STATE_CACHE[key] = _license_state(item)
+    return cached
+
+
+def _license_state(item: Mapping[str, Any]) -> AssignmentState:
     group = item.get("assignedByGroup")
     error = item.get("error")
     return AssignmentState(

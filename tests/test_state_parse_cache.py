@@ -1,0 +1,43 @@
+"""Users read from Graph share their identical license states (less memory and parsing on large tenants)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import state
+from reconciler.state import user_from_graph
+
+SKU = "6FD2C87F-B296-42F0-B197-1E91E994B900"
+GROUP = "11111111-2222-3333-4444-555555555555"
+
+
+def raw_user(n: int, disabled: list[str]) -> dict[str, object]:
+    return {
+        "id": f"00000000-0000-0000-0000-{n:012d}",
+        "userPrincipalName": f"u{n}@contoso.com",
+        "licenseAssignmentStates": [
+            {"skuId": SKU, "assignedByGroup": GROUP, "disabledPlans": disabled, "state": "Active", "error": "None"},
+            {"skuId": SKU, "assignedByGroup": None, "disabledPlans": [], "state": "Active", "error": None},
+        ],
+    }
+
+
+def test_identical_states_are_one_object() -> None:
+    a = user_from_graph(raw_user(1, ["A-PLAN"]))
+    b = user_from_graph(raw_user(2, ["A-PLAN"]))
+    c = user_from_graph(raw_user(3, ["B-PLAN"]))
+    assert a.license_states == b.license_states
+    assert all(x is y for x, y in zip(a.license_states, b.license_states, strict=True))
+    assert a.license_states != c.license_states
+    group_state = next(s for s in a.license_states if s.assigned_by_group)
+    assert group_state.sku_id == SKU.lower() and group_state.assigned_by_group == GROUP.lower()
+    assert group_state.disabled_plans == frozenset({"a-plan"}) and group_state.error == "None"
+    direct = next(s for s in a.license_states if s.assigned_by_group is None)
+    assert direct.error == "None"  # null on success, as Graph documents it
+
+
+def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "_STATE_CACHE_MAX", 10)
+    for n in range(50):
+        user_from_graph(raw_user(n, [f"P{n}"]))
+    assert len(state._STATE_CACHE) <= 10
