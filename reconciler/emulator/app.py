@@ -43,7 +43,7 @@ from reconciler.emulator.auth import GraphAuthError, Operation, Principal, requi
 from reconciler.emulator.faults import Fault, FaultInjector
 from reconciler.emulator.graph_types import PROPERTIES
 from reconciler.emulator.processing import ProcessingWorker
-from reconciler.emulator.store import GroupRecord, Store, StoreError, UserRecord
+from reconciler.emulator.store import GroupRecord, Store, StoreError, UserRecord, sorted_plans
 from reconciler.emulator.throttle import Throttler, Verdict, request_cost, ru_limit_for
 from reconciler.licensing import HELD_STATES, License
 
@@ -498,7 +498,7 @@ class GraphApi:
             obj = {}
             for name in names:
                 if name == "assignedLicenses":
-                    obj[name] = [{"disabledPlans": sorted(x.disabled_plans), "skuId": x.sku_id} for x in u.assigned]
+                    obj[name] = [{"disabledPlans": sorted_plans(x.disabled_plans), "skuId": x.sku_id} for x in u.assigned]
                 elif name == "licenseAssignmentStates":
                     obj[name] = [s.to_graph() for s in u.states]
                 elif name == "assignedPlans":
@@ -583,11 +583,28 @@ def _organization_one(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
     return Result(200, {"@odata.context": api.context(call, "organization/$entity"), **item})
 
 
+def _sku_graph(api: GraphApi, sku_id: str) -> dict[str, Any]:
+    """A subscribedSku as Graph returns it: the seed's object with Graph's defaults filled in."""
+    item = api.store.sku_json(sku_id)
+    tenant = api.store.tenant_id
+    domains = api.store.organization.get("verifiedDomains") or []
+    initial = next((str(d.get("name", "")) for d in domains if d.get("isInitial")), "")
+    item.setdefault("id", f"{tenant}_{sku_id}")
+    item.setdefault("accountId", tenant)
+    item.setdefault("accountName", initial.split(".", 1)[0] or None)
+    item.setdefault("appliesTo", "User")
+    item.setdefault("capabilityStatus", "Enabled")
+    item.setdefault("subscriptionIds", [])
+    prepaid = item.get("prepaidUnits") or {}
+    item["prepaidUnits"] = {"enabled": 0, "suspended": 0, "warning": 0, "lockedOut": 0, **prepaid}
+    return item
+
+
 @route("GET", "/subscribedSkus", Operation.SUBSCRIBED_SKUS_READ)
 def _skus(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
     q = api.query(call, "subscribedSku", collection=True, filterable=False)
     with api.store.lock:
-        items = [api.store.sku_json(s) for s in api.store.skus]
+        items = [_sku_graph(api, s) for s in api.store.skus]
     items = [odata.select(i, q.select, list(i), "subscribedSku") for i in items]
     return Result(200, {"@odata.context": api.context(call, "subscribedSkus", q.select), "value": items})
 
@@ -597,10 +614,12 @@ def _sku(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
     q = api.query(call, "subscribedSku", collection=False, filterable=False)
     key = m["id"].lower()
     with api.store.lock:
-        found = next((s for s, v in api.store.skus.items() if str(v.get("id", "")).lower() == key or s == key), None)
+        found = next(
+            (s for s in api.store.skus if str(_sku_graph(api, s)["id"]).lower() == key or s == key), None
+        )
         if found is None:
             raise _not_found(m["id"])
-        item = api.store.sku_json(found)
+        item = _sku_graph(api, found)
     item = odata.select(item, q.select, list(item), "subscribedSku")
     return Result(200, {"@odata.context": api.context(call, "subscribedSkus/$entity", q.select), **item})
 
