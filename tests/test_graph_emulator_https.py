@@ -273,3 +273,60 @@ def test_client_never_sends_tokens_to_another_host(emulator: RunningServer, seed
     ):
         client.get_raw("https://example.invalid/_emulator/stats")
     assert client.stats.requests == 0
+
+
+def test_large_tenant_few_licensed_members_reads_only_those_users(
+    serve_app: Callable[..., RunningServer], seed: dict[str, Any], tmp_path: Path
+) -> None:
+    """20,000 unlicensed users more than the sample: listing everybody would take 21 pages, so
+    observe reads the SKU holders (assignedLicenses/any) and the other members by id instead."""
+    import json
+    import uuid
+
+    big = json.loads(SAMPLE.read_text())
+    for i in range(20_000):
+        upn = f"extra{i}@contoso.com"
+        big["users"].append(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, upn)),
+                "displayName": f"Extra {i}",
+                "userPrincipalName": upn,
+                "mail": upn,
+                "usageLocation": "US",
+                "proxyAddresses": [f"SMTP:{upn}"],
+                "accountEnabled": True,
+                "assignedLicenses": [],
+            }
+        )
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(big))
+    store = Store.create(tmp_path / "big.db", load_seed(path))
+    try:
+        tokens = TokenService.from_seed(
+            {"organization": store.organization, "applications": store.applications()}
+        )
+        server = serve_app(emulator_app.create_app(store, token_service=tokens))
+        with make_client(server, seed, "reconciler-plan", read_only=True) as client:
+            plan = ObservePlan()
+            state = observe(client, progress=False, plan=plan)
+            sent = client.stats.requests
+            items = dict(client.stats.batch_items_by_route)
+            snapshot = control(client, server, "snapshot")
+    finally:
+        store.close()
+    assert plan.user_strategy == "members"
+    assert plan.users_total == 20_052
+    assert "GET /users" not in client.stats.by_route or client.stats.by_route["GET /users"] == 0
+    full = TenantState.from_snapshot(snapshot)
+    licensed = {g["id"] for g in snapshot["groups"] if g.get("assignedLicenses")}
+    members = {m for gid in licensed for m in full.groups[gid].member_user_ids}
+    direct = {u.id for u in full.users.values() if u.direct_licenses}
+    assert set(state.users) == members | direct
+    assert all(state.users[uid] == full.users[uid] for uid in state.users)
+    assert comparable(state).groups == {gid: full.groups[gid] for gid in licensed}
+    # first batch, members of the 6 licensed groups, the holders of each SKU in use; then the
+    # members holding no license, by id
+    holders = sum(1 for s in full.skus.values() if s.consumed_units > 0)
+    assert items["GET /users"] == 1 + holders
+    by_id = items.get("GET /users/{id}", 0)
+    assert sent == 3 + -(-by_id // 20)
