@@ -521,8 +521,11 @@ def test_request_ids_resource_units_and_stats(tenant: Tenant) -> None:
 def test_resource_unit_throttling_returns_429_with_retry_after(tmp_path: Path) -> None:
     t = Tenant(str(tmp_path / "t.db"), EmulatorOptions(throttle=True, ru_limit=10, processing_delay=3600))
     try:
-        statuses = [t.get("/v1.0/subscribedSkus").status_code for _ in range(4)]  # 3 RU each
-        assert statuses == [200, 200, 200, 429]
+        responses = [t.get("/v1.0/subscribedSkus") for _ in range(4)]  # 3 RU each
+        assert [r.status_code for r in responses] == [200, 200, 200, 429]
+        # above 80% of the quota Graph says how close the app is
+        assert "x-ms-throttle-limit-percentage" not in responses[1].headers
+        assert responses[2].headers["x-ms-throttle-limit-percentage"] == "0.9"
         r = t.get("/v1.0/subscribedSkus")
         assert error_of(r)[:2] == (429, "TooManyRequests")
         assert int(r.headers["retry-after"]) >= 1
@@ -642,6 +645,11 @@ def test_unknown_segment_is_graphs_400(tenant: Tenant) -> None:
     r = tenant.get("/v1.0/nothingHere")
     assert error_of(r) == (400, "BadRequest", "Resource not found for the segment 'nothingHere'.")
     assert tenant.get(f"/v1.0/groups/{gid(99)}").status_code == 404
+    assert error_of(tenant.get("/v1.0/me")) == (
+        400,
+        "BadRequest",
+        "/me request is only valid with delegated authentication flow.",
+    )
 
 
 def test_latency_switch_still_answers(tmp_path: Path) -> None:
