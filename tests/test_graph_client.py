@@ -544,3 +544,40 @@ def test_environment_proxies_are_honoured_below_the_read_only_check() -> None:
     with pytest.raises(ReadOnlyViolation):
         client.post("/groups", {"displayName": "G"})
     assert client.stats.requests == 0
+
+
+class RotatingTokens:
+    def __init__(self) -> None:
+        self.tokens = ["old", "new", "newer"]
+        self.invalidated = 0
+
+    def __call__(self) -> str:
+        return self.tokens[0]
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+        self.tokens.pop(0)
+
+
+def test_401_gets_one_fresh_token_and_one_more_try() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == "Bearer old":
+            return graph_error(
+                401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."
+            )
+        return httpx.Response(200, json={"id": "org"})
+
+    tokens = RotatingTokens()
+    client = GraphClient(BASE, token_provider=tokens, transport=httpx.MockTransport(handler))
+    assert client.get("/organization", select=["id"]) == {"id": "org"}
+    assert tokens.invalidated == 1
+    assert client.stats.requests == 2
+
+    always = GraphClient(
+        BASE,
+        token_provider=RotatingTokens(),
+        transport=httpx.MockTransport(lambda r: graph_error(401, "InvalidAuthenticationToken")),
+    )
+    with pytest.raises(AuthenticationError):
+        always.get("/organization", select=["id"])
+    assert always.stats.requests == 2

@@ -235,7 +235,13 @@ class _BearerAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = "Bearer " + self._token_provider()
-        yield request
+        response = yield request
+        invalidate = getattr(self._token_provider, "invalidate", None)
+        if response.status_code == 401 and callable(invalidate):
+            # the token may have expired or been revoked in flight: one fresh token, one more try
+            invalidate()
+            request.headers["Authorization"] = "Bearer " + self._token_provider()
+            yield request
 
 
 # --------------------------------------------------------------------------- the client

@@ -404,6 +404,15 @@ class MsalTokenProvider:
     def __repr__(self) -> str:
         return f"MsalTokenProvider(kind={self.credential.kind!r}, authority={self.settings.authority_url!r})"
 
+    def invalidate(self) -> None:
+        """Forget the current token (Graph refused it): the next call gets a new one from Entra."""
+        with self._lock:
+            self._token = None
+            self._expires = 0.0
+            remove = getattr(self._app, "remove_tokens_for_client", None)
+            if self.credential.kind != "device-code" and callable(remove):
+                remove()
+
     def close(self) -> None:
         """Close msal's HTTP session (its keep-alive connections); tokens are forgotten."""
         with self._lock:
