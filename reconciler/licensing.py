@@ -355,6 +355,15 @@ class _Context:
         self.prohibited_anywhere: frozenset[str] = frozenset().union(*inp.rules.prohibited_locations.values())
         # plans that are the prerequisite of another plan: only losing one of these can be refused
         self.prerequisites: frozenset[str] = frozenset().union(*inp.rules.requires.values())
+        dependents: dict[str, list[str]] = defaultdict(list)  # prerequisite -> plans that require it
+        for p in sorted(inp.rules.requires):
+            for q in inp.rules.requires[p]:
+                dependents[q].append(p)
+        self.dependents: dict[str, tuple[str, ...]] = {q: tuple(ps) for q, ps in dependents.items()}
+        # (id(previous state), its group's current disabled plans or None) -> (state, removal or None)
+        self._removal_cache: dict[
+            tuple[int, frozenset[str] | None], tuple[AssignmentState, _Removal | None]
+        ] = {}
         self.groups: dict[str, _GroupInfo] = {}
         for gid in sorted(inp.groups):
             g = inp.groups[gid]
@@ -436,6 +445,28 @@ class _Context:
             self._state_cache[key] = st
         return st
 
+    def removal(self, st: AssignmentState, disabled_now: frozenset[str] | None) -> _Removal | None:
+        """The removal of the previous group state `st` whose group now assigns its SKU with
+        `disabled_now` (None: no longer), or None when it loses no prerequisite plan."""
+        key = (id(st), disabled_now)  # previous states are shared by many users and live in `inp`
+        cached = self._removal_cache.get(key)
+        if cached is not None and cached[0] is st:
+            return cached[1]
+        old_plans = self.lic_info(self.license(st.sku_id, st.disabled_plans)).enabled
+        removal: _Removal | None = None
+        if disabled_now is None:  # gone: the user left the group, or the group dropped the SKU
+            if not old_plans.isdisjoint(self.prerequisites):
+                lost_pre = tuple(sorted(old_plans & self.prerequisites))
+                removal = _Removal(st, old_plans, old_plans, frozenset(), lost_pre, False)
+        else:  # the group changed the SKU's disabled plans in place
+            new_plans = self.lic_info(self.license(st.sku_id, disabled_now)).enabled
+            lost = old_plans - new_plans
+            if not lost.isdisjoint(self.prerequisites):
+                lost_pre = tuple(sorted(lost & self.prerequisites))
+                removal = _Removal(st, old_plans, lost, new_plans - old_plans, lost_pre, True)
+        self._removal_cache[key] = (st, removal)
+        return removal
+
     def license(self, sku_id: str, disabled: frozenset[str]) -> License:
         key = (sku_id, disabled)
         lic = self._license_cache.get(key)
@@ -455,6 +486,7 @@ class _Removal:
     old_plans: frozenset[str]  # the plans it enabled (with the previous disabled plans)
     lost: frozenset[str]  # the plans this run takes away: all of old_plans when the source is gone
     gained: frozenset[str]  # plans the group's updated license adds (in place only)
+    lost_prerequisites: tuple[str, ...]  # the plans of `lost` that some plan requires
     in_place: bool  # the group still assigns the SKU with other disabled plans; else the source is gone
 
 
@@ -519,23 +551,15 @@ def _user_facts(
         if len(groups) > 1:
             groups.sort(key=lambda g: (g.id not in held_groups, g.id))
         mine = {g.id: g for g in groups}
-        prerequisites = ctx.prerequisites
         found: list[_Removal] = []
         for st in held_group_states:
             g = mine.get(st.assigned_by_group or "")
             disabled_now = g.disabled_of.get(st.sku_id) if g is not None else None
             if disabled_now is not None and disabled_now == st.disabled_plans:
                 continue  # unchanged (the common case)
-            old_plans = ctx.lic_info(ctx.license(st.sku_id, st.disabled_plans)).enabled
-            if disabled_now is None:  # gone: the user left the group, or the group dropped the SKU
-                if not old_plans.isdisjoint(prerequisites):
-                    found.append(_Removal(st, old_plans, old_plans, frozenset(), False))
-                continue
-            # the group changed the SKU's disabled plans in place
-            new_plans = ctx.lic_info(ctx.license(st.sku_id, disabled_now)).enabled
-            lost = old_plans - new_plans
-            if not lost.isdisjoint(prerequisites):
-                found.append(_Removal(st, old_plans, lost, new_plans - old_plans, True))
+            removal = ctx.removal(st, disabled_now)
+            if removal is not None:
+                found.append(removal)
         if found:
             removals = tuple(sorted(found, key=lambda r: _state_order(r.state)))
     return _UserFacts(
@@ -651,25 +675,39 @@ def _kept_removals(
     keeps its previous plans, which can in turn make another removal necessary to refuse, so this
     runs to a fixed point, the removals in state order. An in-place change counts only if its group
     is accepted (a failing group's states are all `Error`)."""
-    candidates = list(removals)
-    if any(r.in_place for r in removals):
-        accepted_ids = {g.id for g in accepted}
-        candidates = [r for r in candidates if not r.in_place or r.state.assigned_by_group in accepted_ids]
+    requires = ctx.rules.requires
+    dependents = ctx.dependents
     kept: list[_Removal] = []
     remaining = acc
-    while candidates:
+    candidates: Sequence[_Removal] = removals
+    accepted_ids: set[str] | None = None
+    while True:
         rest: list[_Removal] = []
+        kept_before = len(kept)
         for r in candidates:
-            others = _plans_with_kept(direct_plans, accepted, kept, r.state.assigned_by_group)
-            if _removal_breaks(ctx, remaining, others, r.lost):
-                kept.append(r)
-                remaining = _plans_with_kept(direct_plans, accepted, kept, None)
-            else:
-                rest.append(r)
-        if len(rest) == len(candidates):
-            break
+            # the plans that would lose their last prerequisite (usually none: a cheap test first)
+            unmet = [
+                p
+                for q in r.lost_prerequisites
+                for p in dependents[q]
+                if p in remaining and requires[p].isdisjoint(remaining)
+            ]
+            if unmet:
+                if r.in_place:
+                    if accepted_ids is None:
+                        accepted_ids = {g.id for g in accepted}
+                    if r.state.assigned_by_group not in accepted_ids:
+                        continue
+                # ... and that the user has from another source than r's group
+                others = _plans_with_kept(direct_plans, accepted, kept, r.state.assigned_by_group)
+                if any(p in others for p in unmet):
+                    kept.append(r)
+                    remaining = _plans_with_kept(direct_plans, accepted, kept, None)
+                    continue
+            rest.append(r)
+        if len(kept) == kept_before or not rest:
+            return kept, remaining
         candidates = rest
-    return kept, remaining
 
 
 def _plans_with_kept(
@@ -693,17 +731,6 @@ def _plans_with_kept(
         if not r.in_place and r.state.assigned_by_group != without:
             plans |= r.old_plans
     return plans
-
-
-def _removal_breaks(ctx: _Context, remaining: set[str], others: set[str], lost: frozenset[str]) -> bool:
-    """Would taking `lost` away leave a plan of `others` (the user's plans from the other sources)
-    without any of its prerequisites, `remaining` being all the plans the user keeps?"""
-    requires = ctx.rules.requires
-    for p in others:
-        req = requires.get(p)
-        if req and req.isdisjoint(remaining) and not req.isdisjoint(lost):
-            return True
-    return False
 
 
 def _outcome(
