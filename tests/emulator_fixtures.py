@@ -267,4 +267,7 @@ class Tenant:
 def states(store: Any, user_id: str) -> list[tuple[str, str | None, str, str]]:
     """(sku, group, state, error) of a user's license states in the store."""
     u = store.users[user_id]
-    return sorted((s.state.sku_id, s.state.assigned_by_group, s.state.state, s.state.error) for s in u.states)
+    return sorted(
+        ((s.state.sku_id, s.state.assigned_by_group, s.state.state, s.state.error) for s in u.states),
+        key=lambda t: (t[0], t[1] or "", t[2], t[3]),
+    )

@@ -141,9 +141,9 @@ def recompute(
     from reconciler.emulator.store import StateRecord, graph_now
 
     subset: set[str] | None = None
-    if affected is not None:
+    if affected is not None and store.partial_recompute:
         subset = {uid for uid in affected if uid in store.users} | _unsettled_users(store)
-        if len(subset) * 2 > len(store.users):
+        if len(subset) * 5 > len(store.users) * 4:  # most of the tenant: a full run is as cheap
             subset = None
     outside = seats_outside(store, subset) if subset is not None else {}
     result = licensing.compute(build_input(store, subset))

@@ -291,6 +291,8 @@ class Store:
         self._pos = 0
         self.version = 0  # bumped on every committed write
         self.delay_override: float | None = None
+        # False: every recomputation covers the whole tenant (tests compare both ways)
+        self.partial_recompute = True
         # SMTP proxy address -> objects holding it (built on first use, then kept up to date)
         self._addr_owners: dict[str, set[str]] | None = None
         self._addr_of: dict[str, frozenset[str]] = {}
@@ -1026,7 +1028,7 @@ class Store:
             return len(todo)
 
     def recompute_all(self) -> None:
-        """Recompute every user's licensing from scratch (the reference for partial recomputes)."""
+        """Recompute every user's licensing now (the current states are the history)."""
         from reconciler.emulator import processing
 
         with self.transaction() as db:
