@@ -115,8 +115,9 @@ location and proxy-address situation get the same outcome, so each distinct
 combination is evaluated once (100,000 users in 300 groups: see
 tests/bench/bench_licensing.py). A previous group state is compared with the
 group's current license once per combination; only one that loses a plan some
-rule requires (a prerequisite) is looked at further. The cyclic garbage collector is paused during
-`compute` (it only creates acyclic objects) and restored afterwards.
+rule requires (a prerequisite) is looked at further. The cyclic garbage
+collector is paused during `compute` (it only creates acyclic objects) and
+restored afterwards.
 
 Validations. `check_direct_assignment` and `check_group_assignment` are the
 synchronous checks of a direct and a group `assignLicense` (facts 1.2, 1.8,
@@ -453,17 +454,16 @@ class _Context:
         if cached is not None and cached[0] is st:
             return cached[1]
         old_plans = self.lic_info(self.license(st.sku_id, st.disabled_plans)).enabled
-        removal: _Removal | None = None
         if disabled_now is None:  # gone: the user left the group, or the group dropped the SKU
-            if not old_plans.isdisjoint(self.prerequisites):
-                lost_pre = tuple(sorted(old_plans & self.prerequisites))
-                removal = _Removal(st, old_plans, old_plans, frozenset(), lost_pre, False)
+            lost = old_plans
         else:  # the group changed the SKU's disabled plans in place
-            new_plans = self.lic_info(self.license(st.sku_id, disabled_now)).enabled
-            lost = old_plans - new_plans
-            if not lost.isdisjoint(self.prerequisites):
-                lost_pre = tuple(sorted(lost & self.prerequisites))
-                removal = _Removal(st, old_plans, lost, new_plans - old_plans, lost_pre, True)
+            lost = old_plans - self.lic_info(self.license(st.sku_id, disabled_now)).enabled
+        lost_prerequisites = tuple(sorted(lost & self.prerequisites))
+        removal = (
+            _Removal(st, old_plans, lost_prerequisites, disabled_now is not None)
+            if lost_prerequisites
+            else None
+        )
         self._removal_cache[key] = (st, removal)
         return removal
 
@@ -484,9 +484,8 @@ class _Removal:
 
     state: AssignmentState  # the previous Active/ActiveWithError state
     old_plans: frozenset[str]  # the plans it enabled (with the previous disabled plans)
-    lost: frozenset[str]  # the plans this run takes away: all of old_plans when the source is gone
-    gained: frozenset[str]  # plans the group's updated license adds (in place only)
-    lost_prerequisites: tuple[str, ...]  # the plans of `lost` that some plan requires
+    # the plans this run takes away (all of old_plans when the source is gone) that some plan requires
+    lost_prerequisites: tuple[str, ...]
     in_place: bool  # the group still assigns the SKU with other disabled plans; else the source is gone
 
 
