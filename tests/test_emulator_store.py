@@ -303,3 +303,16 @@ def test_random_changes_give_the_same_states_with_partial_and_full_recomputation
     finally:
         partial.close()
         full.close()
+
+
+def test_a_freed_seat_goes_to_a_user_in_count_violation_on_the_next_processing(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "t.db", seed(), rules=RULES)
+    store.assign_group_licenses(G_SALES, [License(E3)], [])  # erin and frank; E3 has one seat left
+    store.drain()
+    assert states(store, uid(5)) == [(E3, G_SALES, "Active", "None")]
+    assert states(store, uid(6)) == [(E3, G_SALES, "Error", "CountViolation")]
+    store.remove_member(G_E3, uid(1))  # alice leaves: her seat is freed
+    store.drain()
+    assert states(store, uid(1)) == []
+    assert states(store, uid(6)) == [(E3, G_SALES, "Active", "None")]
+    assert store.consumed[E3] == 4
