@@ -249,6 +249,10 @@ class Stats:
             self.faults: Counter[str] = Counter()
             self.by_app: Counter[str] = Counter()
 
+    def fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+
     def record(self, route: str, status: int, units: int, *, batch_item: bool, app_id: str | None) -> None:
         with self._lock:
             if batch_item:
@@ -1142,7 +1146,7 @@ def create_app(
         if faults is not None:
             fault = faults.draw()
             if fault is not None:
-                api.stats.faults[fault.value] += 1
+                api.stats.fault(fault.value)
                 api.stats.record("fault", 0 if fault is Fault.DROP else int(fault.value), 0, batch_item=False, app_id=None)
                 if fault is Fault.DROP:
                     raise _DropConnection()
