@@ -101,10 +101,19 @@ def check_plan(plan: Plan, state: TenantState, *, force: bool = False, source: s
     fingerprint = state.fingerprint()
     if fingerprint != plan.state_fingerprint:
         hint = "" if plan.scope is not None else " (it records no observe scope: make it with this version)"
+        busy = sorted(
+            g.display_name for g in state.groups.values() if g.processing_state not in (None, "ProcessingComplete")
+        )
+        wait = (
+            f"; Entra is still processing {', '.join(busy[:5])}{' and more' if len(busy) > 5 else ''}: "
+            "plan again once it is done"
+            if busy
+            else " (a plan made while Entra was still processing a group change is stale once processing ends)"
+        )
         raise StalePlanError(
             f"{source} is stale: the tenant changed since it was made (state fingerprint "
             f"{plan.state_fingerprint[:19]}... is now {fingerprint[:19]}...){hint}. Run `reconciler plan` "
-            "again, review the new plan and apply that one"
+            f"again, review the new plan and apply that one{wait}"
         )
     check_blocked(plan, force=force, source=source)
 
