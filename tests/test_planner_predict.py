@@ -93,6 +93,22 @@ def test_dependency_violation_when_removal_leaves_a_plan_without_prerequisite(tm
     assert new_violations(plan_for(tmp_path, state, BASE_POLICY + LOOSE)) == []
 
 
+def test_dependency_violation_when_a_group_switches_the_prerequisite_off_in_place(tmp_path: Path) -> None:
+    state = state_from(_project_doc())
+    text = BASE_POLICY.replace(
+        "disabledPlans: [YAMMER_ENTERPRISE, SWAY]", "disabledPlans: [YAMMER_ENTERPRISE, SWAY, SHAREPOINTENTERPRISE]"
+    ) + LOOSE
+    plan = plan_for(tmp_path, state, text)
+    (v,) = [v for v in find(plan, "DependencyViolation") if v.status == "new"]
+    assert (v.sku, v.group, v.users) == ("ENTERPRISEPACK", "LIC-E3", ("bob@contoso.com",))
+    assert "switching SHAREPOINTENTERPRISE off in LIC-E3's ENTERPRISEPACK" in v.message
+    assert "SHAREPOINT_PROJECT" in v.message
+    assert "keep SHAREPOINTENTERPRISE enabled in LIC-E3's ENTERPRISEPACK" in v.resolution
+    (bob_e3,) = [p for p in plan.prediction[uid(2)] if p.sku_id == lic("ENTERPRISEPACK")["skuId"]]
+    assert (bob_e3.state, bob_e3.error) == ("ActiveWithError", "DependencyViolation")
+    assert plan.blocked
+
+
 def test_group_add_on_without_its_prerequisite_is_refused(tmp_path: Path) -> None:
     text = BASE_POLICY + "  - group: Sales\n    licenses:\n      - sku: MCOEV\n"
     plan = plan_for(tmp_path, base_state(), text)

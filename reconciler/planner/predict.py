@@ -474,6 +474,16 @@ class Predictor:
                     out.append(f"{self.part(st.sku_id)} from {self.gname(st.assigned_by_group)}")
         return out
 
+    def _still_granted(self, uid: str, sku_id: str, group: str | None) -> bool:
+        """Does `group` still give `sku_id` to the user after the plan (an in-place plan change)?"""
+        g = self.after_input.groups.get(group or "")
+        return (
+            g is not None
+            and g.security_enabled
+            and uid in g.member_ids
+            and any(lic.sku_id == sku_id for lic in g.licenses)
+        )
+
     def explain(
         self, code: str, sku_id: str, group: str | None, sample: list[str], part: str, gname: str
     ) -> tuple[str, str]:
@@ -536,6 +546,16 @@ class Predictor:
                 p = sorted(missing, key=self.pname)[0]
                 req_names = " or ".join(sorted({self.pname(r) for r in missing[p]}))
                 st0 = self._state_of(sample[0], sku_id, group) if sample else None
+                if st0 is not None and st0.state == licensing.ACTIVE_WITH_ERROR and self._still_granted(
+                    sample[0], sku_id, group
+                ):
+                    # the group keeps the SKU but switches the prerequisite off in place
+                    return (
+                        f"switching {req_names} off in {gname}'s {part} would leave {self.pname(p)} without its "
+                        "prerequisite; the users keep their previous plans, in error",
+                        f"keep {req_names} enabled in {gname}'s {part} (or give it another way), "
+                        f"or remove the dependent plan {self.pname(p)} first",
+                    )
                 if st0 is not None and st0.state == licensing.ACTIVE_WITH_ERROR:
                     return (
                         f"taking {part} away would leave {self.pname(p)} without its prerequisite {req_names}; "
