@@ -17,6 +17,7 @@ All reads carry ``$select``. Progress goes to stderr (rich) when stderr is a ter
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import sys
 import threading
@@ -177,6 +178,35 @@ def observe(
     plan: ObservePlan | None = None,
 ) -> TenantState:
     """Read what a plan depends on. ``progress``: a callback, None (rich on a terminal) or False."""
+    with _gc_paused():
+        return _observe_with_progress(
+            client, group_refs, user_refs, all_users, all_groups, direct_licenses, progress, plan
+        )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the tenant is read: what is read is kept, and every
+    full collection walked all of it again (a third of observe's CPU time at 100,000 users)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _observe_with_progress(
+    client: GraphClient,
+    group_refs: Iterable[str],
+    user_refs: Iterable[str],
+    all_users: bool,
+    all_groups: bool,
+    direct_licenses: bool,
+    progress: ProgressCallback | bool | None,
+    plan: ObservePlan | None,
+) -> TenantState:
     if progress is None:
         with rich_progress() as callback:
             return _observe(
