@@ -1222,6 +1222,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # processing that fell due while no emulator ran (a previous CLI command) is finished
+        # before the first request, so every command starts from a settled tenant
+        await run_in_threadpool(store.process_due)
         if opts.start_worker:
             worker.append(ProcessingWorker(store).start())
         try:
