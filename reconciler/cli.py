@@ -216,6 +216,14 @@ def plan_command(
     tenant_id: str | None = typer.Option(None, "--tenant-id", help="Tenant id (AZURE_TENANT_ID)."),
     client_id: str | None = typer.Option(None, "--client-id", help="Application id (AZURE_CLIENT_ID)."),
     device_code: bool = typer.Option(False, "--device-code", help="Interactive sign-in at a terminal."),
+    processing_wait: float = typer.Option(
+        120.0,
+        "--processing-wait",
+        metavar="SECONDS",
+        min=0,
+        help="Longest wait for groups Entra is still processing before planning (0: don't wait; "
+        "a plan made while groups are processing carries a ProcessingPending warning).",
+    ),
 ) -> None:
     """Plan the changes that make the tenant match the policy, with the license errors Entra would record.
 
@@ -251,7 +259,7 @@ def plan_command(
         read_only=True,
     )
     policy = load_policy(paths)
-    plan = plan_tenant(policy, options, force=force)
+    plan = plan_tenant(policy, options, force=force, processing_wait=processing_wait)
     hint = f"reconciler show {out}" if out else "reconciler plan " + " ".join(paths)
     if out:
         write_plan(plan, out)

@@ -48,6 +48,7 @@ PLANNER_CODES = (
     "UnmanagedGroup",  # a licensed group no policy names (unmanagedGroups: report)
     "RedundantDirectLicense",  # a direct license the user's groups already give (directLicenses)
     "DirectLicenseKept",  # a direct license enabling plans its groups switch off: not removed
+    "ProcessingPending",  # planned while Entra was still processing groups: may go stale before apply
 )
 
 # violation.status: does the plan cause it, does it exist already, does the plan fix it
