@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -41,8 +42,9 @@ class SubscribedSku:
     def free_units(self) -> int:
         return self.enabled_units - self.consumed_units
 
-    @property
+    @cached_property
     def plan_ids(self) -> tuple[str, ...]:
+        # cached: `report` asks once per user and SKU (immutable: service_plans is a tuple)
         return tuple(p.plan_id for p in self.service_plans)
 
 

@@ -41,3 +41,12 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(50):
         user_from_graph(raw_user(n, [f"P{n}"]))
     assert len(state._STATE_CACHE) <= 10
+
+
+def test_sku_plan_ids_computed_once() -> None:
+    from reconciler.state import ServicePlan, SubscribedSku
+
+    sku = SubscribedSku("s", "S", 10, 1, (ServicePlan("p1", "P1"), ServicePlan("p2", "P2")))
+    assert sku.plan_ids == ("p1", "p2")
+    assert sku.plan_ids is sku.plan_ids  # report asks for it once per user and SKU
+    assert sku == SubscribedSku("s", "S", 10, 1, (ServicePlan("p1", "P1"), ServicePlan("p2", "P2")))
