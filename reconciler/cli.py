@@ -232,7 +232,6 @@ def plan_command(
     3 invalid policy or a plan that blocks (printed first), 4 another tenant, 1 Graph/sign-in error.
     """
     from reconciler.errors import EXIT_CHANGES, EXIT_INVALID, UsageError
-    from reconciler.graph.connect import ConnectionOptions
     from reconciler.planfile import write_plan
     from reconciler.planner.run import plan_tenant
     from reconciler.policy import load_policy
@@ -248,15 +247,8 @@ def plan_command(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if annotations not in (None, "github"):
         raise UsageError(f"--annotations must be github, not {annotations!r}")
-    options = ConnectionOptions.resolve(
-        emulator=emulator,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        authority=authority,
-        tenant_id=tenant_id,
-        client_id=client_id,
-        device_code=device_code,
-        read_only=True,
+    options = _connection_options(
+        emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code, read_only=True
     )
     policy = load_policy(paths)
     plan = plan_tenant(policy, options, force=force, processing_wait=processing_wait)
@@ -291,6 +283,32 @@ _CLIENT_ID_OPT = typer.Option(None, "--client-id", help="Application id (AZURE_C
 _DEVICE_CODE_OPT = typer.Option(False, "--device-code", help="Interactive sign-in at a terminal.")
 
 
+def _connection_options(
+    emulator: str | None,
+    graph_url: str | None,
+    ca_bundle: str | None,
+    authority: str | None,
+    tenant_id: str | None,
+    client_id: str | None,
+    device_code: bool,
+    *,
+    read_only: bool = False,
+) -> Any:
+    """The connection flags of SPEC section 3, completed from the environment."""
+    from reconciler.graph.connect import ConnectionOptions
+
+    return ConnectionOptions.resolve(
+        emulator=emulator,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        authority=authority,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        device_code=device_code,
+        read_only=read_only,
+    )
+
+
 def _read_only_client(
     emulator: str | None,
     graph_url: str | None,
@@ -301,17 +319,10 @@ def _read_only_client(
     device_code: bool,
 ) -> Any:
     """A read-only GraphClient from the connection flags (then the environment), like `plan`."""
-    from reconciler.graph.connect import ConnectionOptions, connect
+    from reconciler.graph.connect import connect
 
-    options = ConnectionOptions.resolve(
-        emulator=emulator,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        authority=authority,
-        tenant_id=tenant_id,
-        client_id=client_id,
-        device_code=device_code,
-        read_only=True,
+    options = _connection_options(
+        emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code, read_only=True
     )
     return connect(options, read_only=True)
 
@@ -510,18 +521,9 @@ def apply_command(
         )
     from reconciler.apply.audit import audit_path
     from reconciler.apply.run import ApplySettings, apply_planfile, apply_policy
-    from reconciler.graph.connect import ConnectionOptions
     from reconciler.render import color_wanted, render
 
-    options = ConnectionOptions.resolve(
-        emulator=emulator,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        authority=authority,
-        tenant_id=tenant_id,
-        client_id=client_id,
-        device_code=device_code,
-    )
+    options = _connection_options(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code)
     settings = ApplySettings(audit_log=audit_path(audit_log), wait=wait, timeout=timeout, force=force)
     if plan_files:
         result = apply_planfile(plan_files[0], options, settings)
@@ -595,17 +597,9 @@ def reprocess_command(
         raise UsageError("give exactly one of --group G, --user U or --errors")
     from reconciler.apply.audit import AuditLog, audit_path
     from reconciler.apply.reprocess import reprocess_users
-    from reconciler.graph.connect import ConnectionOptions, connect
+    from reconciler.graph.connect import connect
     from reconciler.graph.observe import rich_progress
-    options = ConnectionOptions.resolve(
-        emulator=emulator,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        authority=authority,
-        tenant_id=tenant_id,
-        client_id=client_id,
-        device_code=device_code,
-    )
+    options = _connection_options(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code)
 
     def say(text: str) -> None:
         if sys.stderr.isatty():  # logs only on a terminal (SPEC section 3); the summary is on stdout
