@@ -534,30 +534,7 @@ class TokenService:
                 "Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if you "
                 "are not using the global cloud.]",
             )
-        verified = False
-        for cand in candidates:
-            try:
-                jwt.decode(
-                    assertion,
-                    cand.cert.public_key(),  # type: ignore[arg-type]
-                    algorithms=[str(alg)],
-                    options={
-                        "verify_signature": True,
-                        "verify_exp": False,
-                        "verify_nbf": False,
-                        "verify_iat": False,
-                        "verify_aud": False,
-                        "verify_iss": False,
-                    },
-                )
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.PyJWTError:
-                raise EntraError(
-                    400, "invalid_request", 50027, "JWT token is invalid or malformed."
-                ) from None
-            verified = True
-            break
+        verified = _signed_by_any(assertion, str(alg), [cand.cert.public_key() for cand in candidates])
         if not verified:
             raise EntraError(
                 401,
@@ -633,28 +610,7 @@ class TokenService:
             )
         kid = header.get("kid")
         keys = [k for key_id, k in app.issuer_keys.get(iss, ()) if kid is None or key_id in (None, kid)]
-        verified = False
-        for key in keys:
-            try:
-                jwt.decode(
-                    assertion,
-                    key,
-                    algorithms=[str(alg)],
-                    options={
-                        "verify_signature": True,
-                        "verify_exp": False,
-                        "verify_nbf": False,
-                        "verify_iat": False,
-                        "verify_aud": False,
-                        "verify_iss": False,
-                    },
-                )
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.PyJWTError:
-                raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
-            verified = True
-            break
+        verified = _signed_by_any(assertion, str(alg), list(keys))
         if not verified:
             reason = "The key was not found." if not keys else "The provided signature value did not match."
             raise EntraError(
@@ -1133,3 +1089,29 @@ def _entra_response(exc: EntraError, correlation: str | None, now: float) -> Res
         media_type="application/json; charset=utf-8",
         headers=headers,
     )
+
+
+def _signed_by_any(assertion: str, alg: str, keys: list[Any]) -> bool:
+    """Is the assertion signed by one of the keys? Claims are checked by the caller, with Entra's
+    own error for each; a token that is not a JWT at all is refused here."""
+    for key in keys:
+        try:
+            jwt.decode(
+                assertion,
+                key,
+                algorithms=[alg],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError:
+            raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
+        return True
+    return False
