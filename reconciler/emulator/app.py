@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -43,7 +44,7 @@ from reconciler.emulator.auth import GraphAuthError, Operation, Principal, requi
 from reconciler.emulator.faults import Fault, FaultInjector
 from reconciler.emulator.graph_types import PROPERTIES
 from reconciler.emulator.processing import ProcessingWorker
-from reconciler.emulator.store import GroupRecord, Store, StoreError, UserRecord, sorted_plans
+from reconciler.emulator.store import GroupRecord, Store, StoreError, UserRecord, license_view
 from reconciler.emulator.throttle import Throttler, Verdict, request_cost, ru_limit_for
 from reconciler.licensing import HELD_STATES, License
 
@@ -178,6 +179,46 @@ class Call:
 
 def graph_date(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class GraphJSONResponse(JSONResponse):
+    """JSONResponse encoded with orjson: the same compact UTF-8 text, a tenth of the time (the
+    standard encoder was a third of the emulator's time serving large user listings)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+_PLAIN, _LICENSES, _STATES, _PLANS = range(4)
+_OMIT, _EMPTY_LIST, _NULL = object(), object(), object()
+_USER_SELECT_PLANS: dict[tuple[str, ...], tuple[tuple[str, int, object], ...]] = {}
+
+
+def _user_select_plan(names: tuple[str, ...]) -> tuple[tuple[str, int, object], ...]:
+    """How each `$select`ed user property is rendered, worked out once per `$select`: a page of
+    999 users asks the same question 999 times (odata.select per property was a third of the
+    emulator's time serving a 100,000-user listing)."""
+    plan = _USER_SELECT_PLANS.get(names)
+    if plan is None:
+        types = PROPERTIES.get("user", {})
+        steps: list[tuple[str, int, object]] = []
+        for name in names:
+            if name == "hasMembersWithLicenseErrors":
+                continue
+            if name == "assignedLicenses":
+                steps.append((name, _LICENSES, _OMIT))
+            elif name == "licenseAssignmentStates":
+                steps.append((name, _STATES, _OMIT))
+            elif name == "assignedPlans":
+                steps.append((name, _PLANS, _OMIT))
+            elif name not in types:
+                steps.append((name, _PLAIN, _OMIT))
+            else:
+                steps.append((name, _PLAIN, _EMPTY_LIST if types[name].startswith("Collection(") else _NULL))
+        plan = tuple(steps)
+        if len(_USER_SELECT_PLANS) < 1_000:
+            _USER_SELECT_PLANS[names] = plan
+    return plan
 
 
 def error_body(code: str, message: str, request_id: str, client_request_id: str) -> dict[str, Any]:
@@ -500,15 +541,19 @@ class GraphApi:
             obj = odata.select(self.user_json(u), q.select, USER_DEFAULT, "user")
         else:
             obj = {}
-            for name in names:
-                if name == "assignedLicenses":
-                    obj[name] = [{"disabledPlans": sorted_plans(x.disabled_plans), "skuId": x.sku_id} for x in u.assigned]
-                elif name == "licenseAssignmentStates":
-                    obj[name] = [s.to_graph() for s in u.states]
-                elif name == "assignedPlans":
-                    obj[name] = self.assigned_plans(u)
+            data = u.data
+            for name, kind, absent in _user_select_plan(tuple(names)):
+                if kind == _PLAIN:
+                    if name in data:
+                        obj[name] = data[name]
+                    elif absent is not _OMIT:
+                        obj[name] = [] if absent is _EMPTY_LIST else None
+                elif kind == _LICENSES:
+                    obj[name] = [license_view(x) for x in u.assigned]
+                elif kind == _STATES:
+                    obj[name] = [s.graph_view() for s in u.states]
                 else:
-                    obj.update(odata.select(u.data, (name,), (), "user"))
+                    obj[name] = self.assigned_plans(u)
         return {"@odata.type": "#microsoft.graph.user", **obj} if typed else obj
 
     def render_group(self, g: GroupRecord, q: odata.Query, *, typed: bool = False) -> dict[str, Any]:
@@ -679,6 +724,8 @@ def _users(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
         elif q.filter is not None and (address := _smtp_address_lookup(q.filter)) is not None:
             # the address index narrows the scan; the filter itself still decides below
             ids = sorted(o for o in api.store.address_owners(address) if o in api.store.users)
+        elif q.filter is not None and (prefixes := odata.prefix_lookup(q.filter, "userPrincipalName")):
+            ids = api.store.users_with_upn_prefix(prefixes)
         users = api.store.users
         return api.page(
             call,
@@ -1192,7 +1239,7 @@ def create_app(
             return Response(result.text, status_code=result.status, headers=headers, media_type="text/plain")
         if result.body is None:
             return Response(status_code=result.status, headers=headers)
-        return JSONResponse(result.body, status_code=result.status, headers=headers)
+        return GraphJSONResponse(result.body, status_code=result.status, headers=headers)
 
     async def control(request: Request, action: Callable[[], Any], status: int = 200) -> Response:
         request_id, client_id = ids(request)

@@ -373,6 +373,23 @@ def equality_lookup(node: Node) -> tuple[str, str] | None:
     return None
 
 
+def prefix_lookup(node: Node, prop: str) -> tuple[str, ...] | None:
+    """The prefixes of a filter that is `startswith(prop,'x')` or an `or` of such (lower case),
+    so that a sorted index can answer it; None for any other filter."""
+    items = node.items if isinstance(node, BoolOp) and node.op == "or" else (node,)
+    prefixes: list[str] = []
+    for item in items:
+        if not (
+            isinstance(item, Compare)
+            and item.op == "startswith"
+            and item.path == (prop,)
+            and isinstance(item.value, str)
+        ):
+            return None
+        prefixes.append(item.value.lower())
+    return tuple(prefixes)
+
+
 # ----------------------------------------------------------------------------- query options
 
 

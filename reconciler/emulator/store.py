@@ -193,6 +193,20 @@ def _license_from_json(item: Mapping[str, Any]) -> License:
 _SORTED_PLANS: dict[frozenset[str], tuple[str, ...]] = {}
 
 
+_LICENSE_VIEWS: dict[License, dict[str, Any]] = {}
+
+
+def license_view(lic: License) -> dict[str, Any]:
+    """A license as Graph's `assignedLicense`, made once per distinct license and shared: for
+    responses only, never to be changed (a tenant holds a few hundred distinct licenses)."""
+    view = _LICENSE_VIEWS.get(lic)
+    if view is None:
+        if len(_LICENSE_VIEWS) >= 20_000:
+            _LICENSE_VIEWS.clear()
+        view = _LICENSE_VIEWS[lic] = {"disabledPlans": sorted_plans(lic.disabled_plans), "skuId": lic.sku_id}
+    return view
+
+
 def sorted_plans(plans: frozenset[str]) -> list[str]:
     """`sorted(plans)`, each distinct set sorted once (users share a few hundred sets; pages render
     thousands of them)."""
@@ -210,6 +224,15 @@ class StateRecord:
 
     state: AssignmentState
     last_updated: str
+
+    def graph_view(self) -> dict[str, Any]:
+        """`to_graph()` made once per record and shared: for responses only, never to be changed
+        (a listing of 100,000 users renders each record's state once per page it is on)."""
+        view: dict[str, Any] | None = self.__dict__.get("_view")
+        if view is None:
+            view = self.to_graph()
+            self.__dict__["_view"] = view  # frozen dataclass: the cache goes around __setattr__
+        return view
 
     def to_graph(self) -> dict[str, Any]:
         s = self.state
@@ -290,6 +313,8 @@ class Store:
         self.applications_: list[dict[str, Any]] = []
         self._pos = 0
         self.version = 0  # bumped on every committed write
+        self._upn_sorted: tuple[int, list[tuple[str, str]]] | None = None
+        self._prefix_cache: dict[tuple[str, ...], tuple[int, list[str]]] = {}
         self.delay_override: float | None = None
         # False: every recomputation covers the whole tenant (tests compare both ways)
         self.partial_recompute = True
@@ -645,6 +670,30 @@ class Store:
             uid = self.upn_index.get(key)
             rec = self.users.get(uid) if uid else None
         return rec
+
+    def users_with_upn_prefix(self, prefixes: Sequence[str]) -> list[str]:
+        """Sorted ids of the users whose userPrincipalName starts with one of `prefixes` (lower
+        case). Each page of a `startswith` listing asks again, so the answer is kept until the
+        next write; without it, every page scanned the whole tenant."""
+        key = tuple(sorted(set(prefixes)))
+        with self.lock:
+            cached = self._prefix_cache.get(key)
+            if cached is not None and cached[0] == self.version:
+                return cached[1]
+            if self._upn_sorted is None or self._upn_sorted[0] != self.version:
+                self._upn_sorted = (self.version, sorted(self.upn_index.items()))
+            upns = self._upn_sorted[1]
+            found: list[str] = []
+            for prefix in key:
+                i = bisect_left(upns, (prefix, ""))
+                while i < len(upns) and upns[i][0].startswith(prefix):
+                    found.append(upns[i][1])
+                    i += 1
+            ids = sorted(set(found))
+            if len(self._prefix_cache) >= 64:
+                self._prefix_cache.clear()
+            self._prefix_cache[key] = (self.version, ids)
+            return ids
 
     def user(self, id_or_upn: str) -> UserRecord:
         rec = self.find_user(id_or_upn)
