@@ -77,6 +77,14 @@ USER_SELECT = (
 MEMBER_SELECT = ("id",)
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 
+# Each page of a listing brings the nextLink of the next one, so one listing of N/999 pages is
+# N/999 round trips in a row. Above this many remaining pages, the users are read as parallel
+# listings instead, split by the first character of userPrincipalName.
+PARTITION_PAGES = 8
+# What a UPN may start with (its local part allows letters, digits and ' - _ ! # ^ ~); Graph
+# compares case-insensitively. Anything else is caught by the count check and read in one chain.
+UPN_FIRST_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_-'!#^~"
+
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
@@ -176,11 +184,13 @@ def observe(
     direct_licenses: bool = True,
     progress: ProgressCallback | bool | None = None,
     plan: ObservePlan | None = None,
+    partition_pages: int = PARTITION_PAGES,
 ) -> TenantState:
-    """Read what a plan depends on. ``progress``: a callback, None (rich on a terminal) or False."""
+    """Read what a plan depends on. ``progress``: a callback, None (rich on a terminal) or False.
+    ``partition_pages``: list the users as parallel listings when more pages than this remain."""
     with _gc_paused():
         return _observe_with_progress(
-            client, group_refs, user_refs, all_users, all_groups, direct_licenses, progress, plan
+            client, group_refs, user_refs, all_users, all_groups, direct_licenses, progress, plan, partition_pages
         )
 
 
@@ -206,6 +216,7 @@ def _observe_with_progress(
     direct_licenses: bool,
     progress: ProgressCallback | bool | None,
     plan: ObservePlan | None,
+    partition_pages: int,
 ) -> TenantState:
     if progress is None:
         with rich_progress() as callback:
@@ -218,6 +229,7 @@ def _observe_with_progress(
                 direct_licenses,
                 _Progress(callback),
                 plan or ObservePlan(),
+                partition_pages,
             )
     callback = progress if callable(progress) else None
     return _observe(
@@ -229,6 +241,7 @@ def _observe_with_progress(
         direct_licenses,
         _Progress(callback),
         plan or ObservePlan(),
+        partition_pages,
     )
 
 
@@ -241,6 +254,7 @@ def _observe(
     direct_licenses: bool,
     progress: _Progress,
     plan: ObservePlan,
+    partition_pages: int,
 ) -> TenantState:
     group_refs = [g.strip() for g in group_refs if g.strip()]
     user_refs = [u.strip() for u in user_refs if u.strip()]
@@ -279,6 +293,12 @@ def _observe(
 
         def list_rest_of_users() -> None:
             total = plan.users_total
+            if total is not None and remaining_pages is not None and remaining_pages > partition_pages:
+                sample = [u.user_principal_name for u in users.values()]
+                read = _list_users_partitioned(client, sample, total, progress, plan)
+                if read is not None:
+                    users.update(read)
+                    return
             progress.set("Reading users", len(users), total)
 
             def consume(page: list[dict[str, Any]]) -> None:
@@ -455,6 +475,65 @@ def _read_sku_holders(
         _add_users(users, values)
     progress.set("Reading licensed users", len(reqs), len(reqs))
     return True
+
+
+def user_partitions(sample_upns: Iterable[str], chains: int) -> list[tuple[str, ...]]:
+    """First characters of userPrincipalName dealt over ``chains`` listings, balanced by how
+    often each starts the UPNs of ``sample_upns`` (the first page: users in id order, so a fair
+    sample). Every character of UPN_FIRST_CHARACTERS and of the sample is in one listing."""
+    weight: dict[str, float] = dict.fromkeys(UPN_FIRST_CHARACTERS, 0.1)
+    for upn in sample_upns:
+        first = upn[:1].lower()
+        if first:
+            weight[first] = weight.get(first, 0.1) + 1.0
+    chains = max(1, min(chains, len(weight)))
+    load = [0.0] * chains
+    parts: list[list[str]] = [[] for _ in range(chains)]
+    for char in sorted(weight, key=lambda c: (-weight[c], c)):
+        lightest = min(range(chains), key=lambda i: (load[i], i))
+        parts[lightest].append(char)
+        load[lightest] += weight[char]
+    return [tuple(sorted(p)) for p in parts]
+
+
+def upn_prefix_filter(chars: Iterable[str]) -> str:
+    return " or ".join(f"startswith(userPrincipalName,'{c.replace(chr(39), chr(39) * 2)}')" for c in chars)
+
+
+def _list_users_partitioned(
+    client: GraphClient, sample_upns: Sequence[str], total: int, progress: _Progress, plan: ObservePlan
+) -> dict[str, User] | None:
+    """Every user, read as parallel listings split by the first character of their UPN. None
+    when Graph refuses the filter or the listings do not add up to ``users/$count`` (a UPN
+    starting with a character no listing asked for): the caller then lists in one chain."""
+    parts = user_partitions(sample_upns, client.max_concurrency)
+    progress.set("Reading users", 0, total)
+
+    def listing(chars: tuple[str, ...]) -> dict[str, User]:
+        read: dict[str, User] = {}
+        params = {"$filter": upn_prefix_filter(chars)}
+        for page in client.iter_pages("/users", select=USER_SELECT, params=params):
+            _add_users(read, page)
+            progress.add("Reading users", len(page), total)
+        return read
+
+    read: dict[str, User] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="observe-users") as pool:
+            for part in pool.map(listing, parts):
+                read.update(part)
+    except GraphError as exc:
+        if exc.status == 400:
+            plan.notes.append("the userPrincipalName startswith filter was refused; listed the users in one chain")
+            return None
+        raise
+    if len(read) != total:
+        plan.notes.append(
+            f"the listings by UPN held {len(read)} users, users/$count says {total}; listed the users in one chain"
+        )
+        return None
+    plan.notes.append(f"users listed as {len(parts)} parallel listings by UPN")
+    return read
 
 
 def _pipelined(

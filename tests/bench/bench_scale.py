@@ -398,6 +398,9 @@ def run_naive(emu: Emulator) -> dict[str, Any]:
 # --------------------------------------------------------------------------- one size
 
 
+STEPS = ("export", "errors", "report", "plan", "compute", "apply")
+
+
 def run_size(args: argparse.Namespace, users: int, cache: Path) -> dict[str, Any]:
     say(f"== {users:,} users")
     tenant = prepare_tenant(args, users, cache)
@@ -411,25 +414,30 @@ def run_size(args: argparse.Namespace, users: int, cache: Path) -> dict[str, Any
         try:
             steps: dict[str, Any] = {}
             steps["export"] = run_cli(emu, work, "export", ["export", "--out", str(work / "base.yaml")])
-            steps["errors"] = run_cli(emu, work, "errors", ["errors", "--format", "json"])
-            steps["report"] = run_cli(emu, work, "report", ["report", "--format", "json"])
+            if "errors" in args.steps:
+                steps["errors"] = run_cli(emu, work, "errors", ["errors", "--format", "json"])
+            if "report" in args.steps:
+                steps["report"] = run_cli(emu, work, "report", ["report", "--format", "json"])
             change = changed_policy(work / "base.yaml", work / "policy.yaml", tenant.doc)
             result["change"] = {k: v for k, v in change.items() if k != "changes"}
             say(f"    change   {change['groups']} groups, {change['users']:,} users: one more plan switched off")
-            steps["plan"] = run_cli(
-                emu, work, "plan",
-                ["plan", str(work / "policy.yaml"), "--out", str(work / "plan.json"), "--format", "json", "--force"],
-            )
-            try:
-                summary = json.loads((work / "plan.json").read_text()).get("summary")
-            except (OSError, ValueError):
-                summary = None
-            steps["plan"]["summary"] = summary
-            result["compute"] = compute_in_process(emu, work / "policy.yaml")
-            steps["apply"] = run_cli(
-                emu, work, "apply", ["apply", str(work / "plan.json"), "--audit-log", str(work / "audit.jsonl")],
-                app="reconciler-apply",
-            )
+            if args.steps & {"plan", "apply"}:
+                steps["plan"] = run_cli(
+                    emu, work, "plan",
+                    ["plan", str(work / "policy.yaml"), "--out", str(work / "plan.json"), "--format", "json", "--force"],
+                )
+                try:
+                    summary = json.loads((work / "plan.json").read_text()).get("summary")
+                except (OSError, ValueError):
+                    summary = None
+                steps["plan"]["summary"] = summary
+            if "compute" in args.steps:
+                result["compute"] = compute_in_process(emu, work / "policy.yaml")
+            if "apply" in args.steps:
+                steps["apply"] = run_cli(
+                    emu, work, "apply", ["apply", str(work / "plan.json"), "--audit-log", str(work / "audit.jsonl")],
+                    app="reconciler-apply",
+                )
             result["steps"] = steps
             if not args.no_naive:
                 result["naive"] = run_naive(emu)
@@ -494,6 +502,8 @@ def markdown(results: dict[str, Any]) -> str:
     out = [f"Run {results['date']} on {results['machine']['description']}; emulator latency "
            f"{results['params']['latency_ms']:g} ms per request, processing delay "
            f"{results['params']['processing_delay']:g} s.", ""]
+    if any(set(s["steps"]) | ({"compute"} if "compute" in s else set()) != set(STEPS) for s in sizes):
+        return partial_markdown(out, sizes)
     out.append("| users | plan wall | plan CPU | requests (lower bound) | RU | compute (make_plan) | plan peak RSS "
                "| apply wall (requests) | errors | report | export | naive wall (requests) | naive / plan |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -527,6 +537,22 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def partial_markdown(out: list[str], sizes: list[dict[str, Any]]) -> str:
+    """Only some steps ran (--steps): their figures, no targets."""
+    for size in sizes:
+        out += [f"{size['users']:,} users (lower bound {size['lower_bound']} requests):", "",
+                "| command | exit | wall | CPU | peak RSS | requests | emulator CPU |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, st in size["steps"].items():
+            out.append(f"| `{name}` | {st['exit']} | {st['wall_s']:.1f} s | {st['cpu_s']:.1f} s "
+                       f"| {st['peak_rss_mb']:.0f} MB | {st['requests']} | {st['emulator_cpu_s']:.1f} s |")
+        if "compute" in size:
+            c = size["compute"]
+            out.append(f"\nobserve {c['observe_wall_s']:.1f} s ({c['observe_requests']} requests), "
+                       f"make_plan {c['make_plan_wall_s']:.2f} s")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def machine() -> dict[str, Any]:
     cpus = os.cpu_count() or 0
     try:
@@ -557,13 +583,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--cache", type=Path, default=HERE / ".cache")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive client")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help="comma-separated steps to run (a quicker look while profiling; export always runs)")
     args = ap.parse_args(argv)
+    args.steps = {x.strip() for x in args.steps.split(",") if x.strip()}
+    if args.steps - set(STEPS):
+        ap.error(f"--steps: unknown {', '.join(sorted(args.steps - set(STEPS)))}; known: {', '.join(STEPS)}")
     # every size up to --users: `--users 10000` alone runs 10,000 only
     sizes = [n for n in sorted({int(x) for x in args.sizes.split(",") if x.strip()} | {args.users}) if n <= args.users]
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "params": {k: (str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, set) else v)
+                   for k, v in vars(args).items()},
         "targets": TARGETS,
         "sizes": [],
     }
