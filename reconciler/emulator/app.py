@@ -676,6 +676,10 @@ def _sku(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
 # ---------------------------------------------------------------------------- users
 
 
+def _every(oid: str) -> bool:
+    return True
+
+
 def _user_filter(api: GraphApi, q: odata.Query) -> Callable[[str], bool]:
     node = q.filter
     if node is None:
@@ -724,14 +728,16 @@ def _users(api: GraphApi, call: Call, m: re.Match[str]) -> Result:
         elif q.filter is not None and (address := _smtp_address_lookup(q.filter)) is not None:
             # the address index narrows the scan; the filter itself still decides below
             ids = sorted(o for o in api.store.address_owners(address) if o in api.store.users)
-        elif q.filter is not None and (prefixes := odata.prefix_lookup(q.filter, "userPrincipalName")):
+        matches = _user_filter(api, q)
+        if q.filter is not None and lookup is None and (prefixes := odata.prefix_lookup(q.filter, "userPrincipalName")):
             ids = api.store.users_with_upn_prefix(prefixes)
+            matches = _every  # the index answers the filter exactly (case-insensitive prefixes)
         users = api.store.users
         return api.page(
             call,
             q,
             ids,
-            _user_filter(api, q),
+            matches,
             lambda oid: api.render_user(users[oid], q),
             api.context(call, "users", q.select),
         )

@@ -1052,6 +1052,14 @@ class Store:
     def _process(self, due: Callable[[GroupRecord], bool]) -> int:
         from reconciler.emulator import processing
 
+        with self.lock:
+            if not any(g.processing_state == QUEUED and due(g) for g in self.groups.values()):
+                # no transaction: a commit counts as a write and would drop every cache keyed
+                # by `version` on each tick of the processing worker
+                return 0
+            return self._process_locked(due, processing)
+
+    def _process_locked(self, due: Callable[[GroupRecord], bool], processing: Any) -> int:
         with self.transaction() as db:
             todo = [g for g in self.groups.values() if g.processing_state == QUEUED and due(g)]
             if not todo:
