@@ -224,21 +224,55 @@ def sku_from_graph(raw: Mapping[str, Any]) -> SubscribedSku:
     )
 
 
-def user_from_graph(raw: Mapping[str, Any], *, direct_from_assigned: bool = False) -> User:
-    """A user from Graph JSON. In the seed format `assignedLicenses` are the direct
-    assignments; from Graph they are derived from the states with no assignedByGroup."""
+# Most users of a large tenant hold one of a few hundred distinct lists of states: the parsed
+# (states, direct licenses) pair of each list is made once and shared by every user holding it.
+_USER_LICENSING_CACHE: dict[tuple[Any, ...], tuple[tuple[AssignmentState, ...], tuple[License, ...]]] = {}
+
+
+def _states_and_direct(
+    raw_states: Iterable[Mapping[str, Any]],
+) -> tuple[tuple[AssignmentState, ...], tuple[License, ...]]:
+    try:
+        key = tuple(
+            (
+                item["skuId"],
+                item.get("assignedByGroup"),
+                tuple(item.get("disabledPlans") or ()),
+                item.get("state"),
+                item.get("error"),
+            )
+            for item in raw_states
+        )
+        cached = _USER_LICENSING_CACHE.get(key)
+    except (TypeError, KeyError, AttributeError):  # unhashable or malformed: parse without the cache
+        return _parse_states_and_direct(raw_states)
+    if cached is None:
+        if len(_USER_LICENSING_CACHE) >= _STATE_CACHE_MAX:
+            _USER_LICENSING_CACHE.clear()
+        cached = _USER_LICENSING_CACHE[key] = _parse_states_and_direct(raw_states)
+    return cached
+
+
+def _parse_states_and_direct(
+    raw_states: Iterable[Mapping[str, Any]],
+) -> tuple[tuple[AssignmentState, ...], tuple[License, ...]]:
     states = tuple(
         sorted(
-            (license_state_from_graph(s) for s in raw.get("licenseAssignmentStates") or ()),
+            (license_state_from_graph(s) for s in raw_states),
             key=lambda s: (s.sku_id, s.assigned_by_group or ""),
         )
     )
+    direct = tuple(sorted(License(s.sku_id, s.disabled_plans) for s in states if s.assigned_by_group is None))
+    return states, direct
+
+
+def user_from_graph(raw: Mapping[str, Any], *, direct_from_assigned: bool = False) -> User:
+    """A user from Graph JSON. In the seed format `assignedLicenses` are the direct
+    assignments; from Graph they are derived from the states with no assignedByGroup."""
+    raw_states = raw.get("licenseAssignmentStates") or ()
+    states, direct = _states_and_direct(raw_states) if raw_states else ((), ())
     if direct_from_assigned:
         direct = _licenses(raw.get("assignedLicenses"))
-    else:
-        direct = tuple(
-            sorted(License(s.sku_id, s.disabled_plans) for s in states if s.assigned_by_group is None)
-        )
     return User(
         id=str(raw["id"]).lower(),
         user_principal_name=str(raw.get("userPrincipalName") or ""),

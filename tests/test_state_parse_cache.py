@@ -36,11 +36,34 @@ def test_identical_states_are_one_object() -> None:
     assert direct.error == "None"  # null on success, as Graph documents it
 
 
+def test_users_with_the_same_states_share_one_parsed_copy() -> None:
+    a = user_from_graph(raw_user(1, ["A-PLAN"]))
+    b = user_from_graph(raw_user(2, ["A-PLAN"]))
+    assert a.license_states is b.license_states  # one tuple for both users, parsed once
+    assert a.direct_licenses is b.direct_licenses
+    assert [x.sku_id for x in a.direct_licenses] == [SKU.lower()]  # the state without assignedByGroup
+    assert [s.assigned_by_group for s in a.license_states] == [None, GROUP.lower()]  # direct first
+    reordered = raw_user(3, ["A-PLAN"])
+    reordered["licenseAssignmentStates"] = list(reversed(reordered["licenseAssignmentStates"]))  # type: ignore[call-overload]
+    assert user_from_graph(reordered).license_states == a.license_states
+    assert user_from_graph({"id": "X", "userPrincipalName": "x@y"}).license_states == ()
+
+
+def test_unhashable_states_are_parsed_without_the_cache() -> None:
+    raw = raw_user(4, ["A-PLAN"])
+    raw["licenseAssignmentStates"][0]["disabledPlans"] = [["odd"]]  # type: ignore[index]
+    size = len(state._USER_LICENSING_CACHE)
+    user = user_from_graph(raw)
+    assert len(user.license_states) == 2
+    assert len(state._USER_LICENSING_CACHE) == size
+
+
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, "_STATE_CACHE_MAX", 10)
     for n in range(50):
         user_from_graph(raw_user(n, [f"P{n}"]))
     assert len(state._STATE_CACHE) <= 10
+    assert len(state._USER_LICENSING_CACHE) <= 10
 
 
 def test_sku_plan_ids_computed_once() -> None:

@@ -16,7 +16,6 @@ All reads carry ``$select``. Progress goes to stderr (rich) when stderr is a ter
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
 import sys
@@ -566,28 +565,11 @@ def _pipelined(
         raise failure[0]
 
 
-_shared: dict[Any, Any] = {}
-_shared_lock = threading.Lock()
-
-
-def _share(value: Any) -> Any:
-    """One object for equal values: most users hold the same few license states."""
-    with _shared_lock:
-        if len(_shared) > 100_000:
-            _shared.clear()
-        return _shared.setdefault(value, value)
-
-
 def _add_users(users: dict[str, User], raws: Iterable[Mapping[str, Any]]) -> None:
-    """Parse users as their pages arrive (keeps memory to the parsed objects)."""
+    """Parse users as their pages arrive (keeps memory to the parsed objects; users with the same
+    license states share one parsed copy of them, see state.user_from_graph)."""
     for raw in raws:
         user = user_from_graph(raw)
-        if user.license_states or user.direct_licenses:
-            user = dataclasses.replace(
-                user,
-                license_states=_share(tuple(_share(s) for s in user.license_states)),
-                direct_licenses=_share(tuple(_share(x) for x in user.direct_licenses)),
-            )
         users[user.id] = user
 
 
