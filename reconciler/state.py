@@ -8,7 +8,7 @@ need no network and `observe` can be checked against the emulator's snapshot.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -330,6 +330,18 @@ def _canonical(state: TenantState) -> dict[str, Any]:
             rows.sort(key=lambda r: (r[0], r[1] or "", r[2], r[3], r[4]))  # direct (None) and group states
         return rows
 
+    # users read from Graph share their tuples of states and licenses (user_from_graph): one
+    # canonical form per tuple object, looked up by identity (the state keeps them all alive)
+    done: dict[int, list[Any]] = {}
+
+    def once(items: tuple[Any, ...], make: Callable[[Any], list[Any]]) -> list[Any]:
+        if not items:
+            return []
+        got = done.get(id(items))
+        if got is None:
+            got = done[id(items)] = make(items)
+        return got
+
     users: dict[str, Any] = {}
     for u in state.users.values():
         proxies = u.proxy_addresses
@@ -337,8 +349,8 @@ def _canonical(state: TenantState) -> dict[str, Any]:
             u.user_principal_name,
             u.usage_location,
             sorted(proxies) if len(proxies) > 1 else list(proxies),
-            lic(u.direct_licenses) if u.direct_licenses else [],
-            states(u.license_states) if u.license_states else [],
+            once(u.direct_licenses, lic),
+            once(u.license_states, states),
         ]
     return {
         "organization": [

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler import licensing
-from reconciler.licensing import LicensingResult, SkuCapacity
+from reconciler.licensing import License, LicensingResult, SkuCapacity, UserLicensing
 from reconciler.plan import NEW, Action, Violation
 from reconciler.planner.diff import count
 from reconciler.policy.model import Policy
@@ -32,6 +32,16 @@ DEFAULT_MAX_REMOVALS_PERCENT = 10.0
 def losing_users(before: LicensingResult, after: LicensingResult, skus: Mapping[str, SkuCapacity]) -> list[str]:
     """Users who hold a SKU or an enabled plan BEFORE that they do not hold AFTER (sorted ids)."""
     out = []
+    # a plan change in a big group changes the licenses of tens of thousands of users, who hold
+    # a few hundred distinct combinations: work out the plans of each combination once
+    enabled: dict[tuple[License, ...], frozenset[str]] = {}
+
+    def plans_of(user: UserLicensing) -> frozenset[str]:
+        got = enabled.get(user.assigned)
+        if got is None:
+            got = enabled[user.assigned] = licensing.user_enabled_plans(user, skus)
+        return got
+
     for uid, b in before.users.items():
         if not b.assigned:
             continue
@@ -45,7 +55,7 @@ def losing_users(before: LicensingResult, after: LicensingResult, skus: Mapping[
         if any(lic.sku_id not in a_skus for lic in b.assigned):
             out.append(uid)
             continue
-        if not licensing.user_enabled_plans(b, skus) <= licensing.user_enabled_plans(a, skus):
+        if not plans_of(b) <= plans_of(a):
             out.append(uid)
     return sorted(out)
 
