@@ -73,3 +73,16 @@ def test_sku_plan_ids_computed_once() -> None:
     assert sku.plan_ids == ("p1", "p2")
     assert sku.plan_ids is sku.plan_ids  # report asks for it once per user and SKU
     assert sku == SubscribedSku("s", "S", 10, 1, (ServicePlan("p1", "P1"), ServicePlan("p2", "P2")))
+
+
+def test_fingerprint_tells_users_apart_when_they_share_parsed_states() -> None:
+    from reconciler.state import Organization, TenantState
+
+    org = Organization(id="t")
+    same = [user_from_graph(raw_user(n, ["A-PLAN"])) for n in range(3)]
+    changed = [*same[:2], user_from_graph(raw_user(2, ["B-PLAN"]))]
+    a = TenantState.build(org, [], same, [])
+    b = TenantState.build(org, [], changed, [])
+    assert a.fingerprint() == TenantState.build(org, [], list(reversed(same)), []).fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    assert b.fingerprint() == TenantState.build(org, [], changed, []).fingerprint()
