@@ -78,7 +78,7 @@ def test_sku_plan_ids_computed_once() -> None:
 def test_fingerprint_tells_users_apart_when_they_share_parsed_states() -> None:
     from reconciler.state import Organization, TenantState
 
-    org = Organization(id="t")
+    org = Organization(id="t", display_name="T")
     same = [user_from_graph(raw_user(n, ["A-PLAN"])) for n in range(3)]
     changed = [*same[:2], user_from_graph(raw_user(2, ["B-PLAN"]))]
     a = TenantState.build(org, [], same, [])
