@@ -373,12 +373,12 @@ def report_command(
     Read-only. Exit 0; 1 Graph error.
     """
     from reconciler.ops.output import check_format
-    from reconciler.ops.report import read_report, render_report
+    from reconciler.ops.report import read_report, write_report
 
     check_format(fmt)
     with _read_only_client(emulator, graph_url, ca_bundle, authority, tenant_id, client_id, device_code) as client:
         report = read_report(client)
-    sys.stdout.write(render_report(report, fmt))
+    write_report(report, fmt, sys.stdout)  # in pieces: a big tenant's json is hundreds of MB
 
 
 @app.command("export")

@@ -197,3 +197,46 @@ def test_members_of_groups_still_processing_are_not_silent_failures(start_emulat
     assert "LIC-E5-Admins" in report.pending_groups
     assert [s.user for s in report.silent] == ["silent1@contoso.com"]
     assert "Still processing" in render_errors(report, "text")
+
+
+def _reference_candidates(state: TenantState) -> list[tuple[str, str, tuple[str, ...]]]:
+    """silent_candidates the straightforward way (every member's states rescanned per group)."""
+    out = []
+    for g in sorted(state.groups.values(), key=lambda g: (g.display_name.casefold(), g.id)):
+        if not g.licenses or not g.security_enabled or g.processing_state not in (None, "ProcessingComplete"):
+            continue
+        for uid in g.member_user_ids:
+            if uid in state.users:
+                have = {s.sku_id for s in state.users[uid].license_states if s.assigned_by_group == g.id}
+                missing = tuple(lic.sku_id for lic in g.licenses if lic.sku_id not in have)
+                if missing:
+                    out.append((uid, g.id, missing))
+    return out
+
+
+def test_silent_candidates_with_shared_license_states() -> None:
+    """Users whose states are equal share one parsed tuple of them (state.user_from_graph), and
+    silent_candidates works each tuple out once: members of different groups with the same
+    states must still be judged against their own group's SKUs."""
+    seed = json.loads(SAMPLE.read_text())
+    users = {u["userPrincipalName"].split("@")[0]: u for u in seed["users"]}
+    groups = {g["displayName"]: g for g in seed["groups"]}
+    licensed = [g for g in seed["groups"] if g.get("assignedLicenses") and g.get("securityEnabled", True)]
+    # every licensed group gains members holding the states of silent1, of alice, and none
+    for g in licensed:
+        g["members"] = [*g["members"], users["silent1"]["id"], users["alice"]["id"], users["kiosk1"]["id"]]
+    state = TenantState.from_snapshot(seed)
+    assert state.users[users["silent1"]["id"]].license_states is not state.users[users["alice"]["id"]].license_states
+    got = [(c.user_id, c.group_id, c.sku_ids) for c in silent_candidates(state)]
+    assert got == _reference_candidates(state)
+    assert len({gid for _, gid, _ in got}) >= 3 and groups["LIC-E3-Base"]["id"].lower() in {gid for _, gid, _ in got}
+
+
+def test_collect_errors_takes_the_candidates_already_worked_out() -> None:
+    state = TenantState.from_snapshot(json.loads(SAMPLE.read_text()))
+    in_error: dict[str, list[Any]] = {}
+    found = collect_errors(state, in_error, {})
+    assert len(found.silent) == 1
+    assert collect_errors(state, in_error, {}, candidates=[]).silent == []
+    given = collect_errors(state, in_error, {}, candidates=silent_candidates(state))
+    assert given.silent == found.silent
