@@ -240,3 +240,31 @@ def test_collect_errors_takes_the_candidates_already_worked_out() -> None:
     assert collect_errors(state, in_error, {}, candidates=[]).silent == []
     given = collect_errors(state, in_error, {}, candidates=silent_candidates(state))
     assert given.silent == found.silent
+
+
+def test_the_predictor_runs_only_when_something_needs_explaining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Explainer runs the predictor over the whole tenant: made once, and only when a user is in
+    error or a silent failure is found."""
+    import reconciler.ops.errors as errors_module
+
+    made: list[object] = []
+    real = errors_module.Explainer
+
+    def counting(state: TenantState) -> Any:
+        made.append(state)
+        return real(state)
+
+    monkeypatch.setattr(errors_module, "Explainer", counting)
+    seed = json.loads(SAMPLE.read_text())
+    for u in seed["users"]:
+        u.pop("licenseAssignmentStates", None)
+    seed["groups"] = [g for g in seed["groups"] if not g.get("assignedLicenses")]
+    clean = collect_errors(TenantState.from_snapshot(seed), {}, {})
+    assert not clean.found and made == []
+    state = TenantState.from_snapshot(json.loads(SAMPLE.read_text()))
+    in_error = {
+        gid: [u for u in state.users.values() if any(s.assigned_by_group == gid and s.error != "None" for s in u.license_states)]
+        for gid in state.groups
+    }
+    report = collect_errors(state, in_error, {})
+    assert len(report.errors) == 8 and len(report.silent) == 1 and made == [state]

@@ -19,7 +19,6 @@ Entra does when a proxy address of the user belongs to a group or contact (facts
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -283,7 +282,14 @@ def collect_errors(
     proxyAddresses search; `candidates`: silent_candidates(state, group) when already worked out.
     """
     only = _select_group(state, group)
-    explain = explainer or Explainer(state)
+    made: list[Explainer] = [explainer] if explainer is not None else []
+
+    def explain() -> Explainer:
+        """Made on first use: it runs the predictor over the tenant (about a second on 100,000
+        users), which a tenant with nothing to explain does without."""
+        if not made:
+            made.append(Explainer(state))
+        return made[0]
 
     def part(sku_id: str) -> str:
         sku = state.skus.get(sku_id)
@@ -342,7 +348,7 @@ def collect_errors(
                         }
                     )
                     sibling = ", ".join(failed) or None
-                why = explain.error(st.error, st.sku_id, gid, user.id)
+                why = explain().error(st.error, st.sku_id, gid, user.id)
                 resolution = why.resolution
                 if st.error == licensing.UNIQUENESS_VIOLATION:
                     others = _others(user, holders)
@@ -374,7 +380,7 @@ def collect_errors(
     for cand in silent_candidates(state, group) if candidates is None else candidates:
         user = state.users[cand.user_id]
         found = _others(user, holders)
-        why = explain.silent(cand.group_id, cand.user_id)
+        why = explain().silent(cand.group_id, cand.user_id)
         resolution = why.resolution
         if found:
             resolution = (
@@ -474,12 +480,8 @@ def find_errors(client: GraphClient, group: str | None = None, *, progress: bool
     )
     state = supplement(client, state)
     only = _select_group(state, group)
-    # the explanations need the tenant only: worked out (pure Python, about a second on 100,000
-    # users) on a second thread while this one waits for Graph's answers to the reads below
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain") as pool:
-        explainer = pool.submit(Explainer, state)
-        in_error, candidates, holders = _read_errors(client, state, group, only)
-        report = collect_errors(state, in_error, holders, group, explainer=explainer.result(), candidates=candidates)
+    in_error, candidates, holders = _read_errors(client, state, group, only)
+    report = collect_errors(state, in_error, holders, group, candidates=candidates)
     report.requests = client.stats.requests - before
     return report
 

@@ -4,7 +4,8 @@
 
 The emulator runs in this process (a thread, as in the tests). Printed, never asserted:
 - on the sample tenant and on a generated tenant of --users users: for each command, the HTTP
-  requests sent (each $batch counts once) and the wall time;
+  requests sent (each $batch counts once) and the wall time; for errors and report, the time of
+  each --format rendering and the size of its output;
 - on the generated tenant, the migration phase by phase (propose, then plan / apply / check until
   the plan shows no changes): wall time per phase, actions per plan, requests per phase.
 """
@@ -12,6 +13,7 @@ The emulator runs in this process (a thread, as in the tests). Printed, never as
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import ssl
 import sys
@@ -29,10 +31,10 @@ from reconciler.apply.wait import Poller  # noqa: E402
 from reconciler.emulator.generate import generate_tenant  # noqa: E402
 from reconciler.graph.client import GraphClient  # noqa: E402
 from reconciler.graph.credentials import Credential, CredentialSettings, MsalTokenProvider  # noqa: E402
-from reconciler.ops.errors import find_errors  # noqa: E402
+from reconciler.ops.errors import find_errors, render_errors  # noqa: E402
 from reconciler.ops.export import export_policy, read_export_state  # noqa: E402
 from reconciler.ops.migrate import migration_policy, propose_migration, read_migration_state  # noqa: E402
-from reconciler.ops.report import read_report  # noqa: E402
+from reconciler.ops.report import read_report, write_report  # noqa: E402
 from reconciler.planner import make_plan  # noqa: E402
 from reconciler.planner.run import observe_for  # noqa: E402
 from reconciler.policy import load_policy  # noqa: E402
@@ -84,11 +86,25 @@ def measure(emu: Emulator, name: str, fn: Callable[[GraphClient], Any]) -> Any:
     return result
 
 
+def rendered(write: Callable[[str, io.StringIO], Any]) -> None:
+    """Time of each --format rendering (written to memory) and the size of its output."""
+    parts = []
+    for fmt in ("text", "markdown", "json", "csv"):
+        out = io.StringIO()
+        start = time.perf_counter()
+        write(fmt, out)
+        parts.append(f"{fmt} {time.perf_counter() - start:.2f} s ({out.tell() / 1e6:.1f} MB)")
+    print("           render: " + ", ".join(parts))
+
+
 def commands(emu: Emulator, label: str) -> None:
     print(f"{label}:")
     report = measure(emu, "errors", lambda c: find_errors(c, progress=False))
     print(f"           ({len(report.errors)} errors, {len(report.silent)} silent failures)")
-    measure(emu, "report", lambda c: read_report(c, progress=False))
+    rendered(lambda fmt, out: out.write(render_errors(report, fmt)))
+    licenses = measure(emu, "report", lambda c: read_report(c, progress=False))
+    print(f"           ({len(licenses.users)} user x SKU rows)")
+    rendered(lambda fmt, out: write_report(licenses, fmt, out))
     measure(emu, "export", lambda c: export_policy(read_export_state(c)))
     measure(emu, "migrate", lambda c: propose_migration(read_migration_state(c, progress=False)))
 
