@@ -225,3 +225,22 @@ def test_users_whose_errors_the_apply_resolved_are_found() -> None:
         "u3": user("u3", "g2", "Active", "None"),
     }
     assert ex.resolved_errors(users) == ["u1"]
+
+
+def test_group_licenses_are_read_again_and_written_in_one_batch_each(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Entra queues every group written; sent together they are processed side by side
+    policies = policy_variant(tmp_path, replace=("disabledPlans: [YAMMER_ENTERPRISE, SWAY]", "disabledPlans: [SWAY]"))
+    t = Tenant(start_emulator(processing_delay=0.3))
+    plan = t.plan([policies])
+    requests = {a.request_key for a in plan.actions if a.kind in ("assignLicense", "updateLicense", "removeLicense")}
+    assert len(requests) >= 2
+    t.control("POST", "reset-stats")
+    result = t.apply(plan)
+    assert result.exit_code == 0, result.render()
+    stats = t.stats()
+    routes, items = stats["requests"]["byRoute"], stats["batchItems"]["byRoute"]
+    assert "POST /v1.0/groups/{id}/assignLicense" not in routes and "GET /v1.0/groups/{id}" not in routes
+    assert items["POST /v1.0/groups/{id}/assignLicense"] == len(requests)
+    assert not t.plan([policies]).has_changes

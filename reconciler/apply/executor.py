@@ -11,8 +11,10 @@ The order never leaves a user without service mid-way:
    new member at once, so the location must be there first), each through ``$batch``;
 2. every group ``assignLicense`` request that adds or changes a license (a group's adds, updates
    and removals stay ONE request, as the plan has it: a swap is atomic in Entra). Right before
-   each, the group's ``assignedLicenses`` are read again: if they differ from what the plan was
-   made from, the group is skipped (no lost update) and apply ends with exit 4;
+   they are written, the groups' ``assignedLicenses`` are read again: a group whose licenses
+   differ from what the plan was made from is skipped (no lost update) and apply ends with exit 4.
+   The reads go out as one ``$batch``, then the writes as another, so that Entra queues the
+   groups together and processes them side by side rather than one after the other;
 3. wait for group processing (``reconciler.apply.wait``);
 4. ``removeDirectLicense``, only for users whose inherited assignment of the SKU is now ``Active``
    without error and enables at least the plans of the direct one (the users are read again
@@ -324,8 +326,7 @@ class _Executor:
         # usage locations first: adding a member to a licensed group starts its processing at once
         self.send_small(locations, "Setting usage locations")
         self.send_small(members_in, "Adding members")
-        for key, acts in adding:
-            self.group_request(key, acts)
+        self.group_requests(adding)
         needs_wait = self.opt.wait and self.unsettled and (direct or removing or members_out)
         # mid-way, only the users about to lose something need their new assignments settled
         at_risk = {a.user.id for a in [*direct, *members_out] if a.user is not None and a.user.id}
@@ -341,8 +342,7 @@ class _Executor:
                     self.result.skipped.append(f"{self.describe(a)}: --no-wait (a direct license is removed only "
                                                "after group processing shows the inherited one Active)")
         removing, members_out = self.defer_risky_removals(adding, removing, members_out)
-        for key, acts in removing:
-            self.group_request(key, acts)
+        self.group_requests(removing)
         self.send_small(members_out, "Removing members")
         if not self.opt.wait:
             self.send_reprocess(reprocess, [])
@@ -359,7 +359,7 @@ class _Executor:
         users = {uid: u for uid, u in self.last_read.items() if uid in affected}
         missing = affected - set(users)
         if missing:
-            users.update(read_users(self.client, missing))
+            users.update(read_users(self.client, missing, sample_upns=self.sample_upns))
         resolved = self.resolved_errors(users)
         if reprocess or resolved:
             self.send_reprocess(reprocess, resolved)
@@ -515,53 +515,83 @@ class _Executor:
             return str(exc)
         return f"status {res.status}"
 
-    def group_request(self, key: str, acts: list[Action]) -> None:
-        done = len(self.result.done)
-        self._group_request(key, acts)
-        if len(self.result.done) == done and any(a.kind in ADDING_KINDS for a in acts):
-            self.unwritten.update(u.casefold() for a in acts for u in a.users)
-
-    def _group_request(self, key: str, acts: list[Action]) -> None:
-        a0 = acts[0]
-        what = ", ".join(f"{a.kind} {a.sku}" for a in acts)
-        gname = a0.group.name if a0.group else "?"
-        blocked = self.blocked_by_creation(a0)
-        if blocked is not None:
-            for a in acts:
-                self.result.skipped.append(f"{self.describe(a)}: group {blocked} was not created")
+    def group_requests(self, requests: Sequence[tuple[str, list[Action]]]) -> None:
+        """Group ``assignLicense`` requests: every group's licenses are read again (one $batch),
+        a group whose licenses changed since the plan is skipped (no lost update), and the others
+        are written (one $batch: Entra queues each group on its own, so writing them together
+        lets its processing of them overlap instead of one group after the other)."""
+        todo: list[tuple[list[Action], str, str, frozenset[License]]] = []  # acts, group id, url, expected
+        for _key, acts in requests:
+            a0 = acts[0]
+            blocked = self.blocked_by_creation(a0)
+            if blocked is not None:
+                for a in acts:
+                    self.result.skipped.append(f"{self.describe(a)}: group {blocked} was not created")
+                self.note_unwritten_group(acts)
+                continue
+            gid = self.group_id_of(a0)
+            live = self.state.groups.get(gid)
+            todo.append((acts, gid, self.resolve(a0.request.url), frozenset(live.licenses) if live else frozenset()))
+        if not todo:
             return
-        gid = self.group_id_of(a0)
-        url = self.resolve(a0.request.url)
-        live = self.state.groups.get(gid)
-        expected = frozenset(live.licenses) if live is not None else frozenset()
         if self.opt.before_group_write is not None:
-            self.opt.before_group_write(gid)
+            for _acts, gid, _url, _expected in todo:
+                self.opt.before_group_write(gid)
+        # right before the writes, the licenses as they are now
+        reads = [BatchRequest(f"g{i}", "GET", f"/groups/{gid}?$select=id,assignedLicenses") for i, (_, gid, _, _) in enumerate(todo)]
         try:
-            current = self.client.get(f"/groups/{gid}", select=("id", "assignedLicenses"))
+            answers = self.client.batch(reads)
         except GraphError as exc:
-            for a in acts:
-                self.result.failed.append(f"{self.describe(a)}: cannot read the group's licenses first: {exc}")
+            for acts, _gid, _url, _expected in todo:
+                self.result.failed.extend(f"{self.describe(a)}: cannot read the group's licenses first: {exc}" for a in acts)
+                self.note_unwritten_group(acts)
             return
-        now = _licenses(current.get("assignedLicenses") if isinstance(current, Mapping) else None)
-        if now != expected:
-            self.result.conflicts.append(
-                f"{gname} ({gid}): its licenses changed since the plan was made "
-                f"({self.describe_licenses(expected)} -> {self.describe_licenses(now)}); not changed ({what}). "
-                "Plan again to see the change against the current licenses"
-            )
-            self.say(f"skipped {gname}: its licenses changed since the plan")
+        writes: list[tuple[list[Action], str, BatchRequest]] = []
+        for (acts, gid, url, expected), req, res in zip(todo, reads, answers, strict=True):
+            what = ", ".join(f"{a.kind} {a.sku}" for a in acts)
+            gname = acts[0].group.name if acts[0].group else "?"
+            if not res.ok:
+                why = self.error_text(req, res)
+                self.result.failed.extend(f"{self.describe(a)}: cannot read the group's licenses first: {why}" for a in acts)
+                self.note_unwritten_group(acts)
+                continue
+            now = _licenses(res.body.get("assignedLicenses") if isinstance(res.body, Mapping) else None)
+            if now != expected:
+                self.result.conflicts.append(
+                    f"{gname} ({gid}): its licenses changed since the plan was made "
+                    f"({self.describe_licenses(expected)} -> {self.describe_licenses(now)}); not changed ({what}). "
+                    "Plan again to see the change against the current licenses"
+                )
+                self.say(f"skipped {gname}: its licenses changed since the plan")
+                self.note_unwritten_group(acts)
+                continue
+            self.label("POST", url, "+".join(dict.fromkeys(a.kind for a in acts)), f"group {gname} ({gid})")
+            writes.append((acts, gid, BatchRequest(f"w{len(writes)}", "POST", url, body=dict(acts[0].request.body or {}))))
+        if not writes:
             return
-        self.label("POST", url, "+".join(dict.fromkeys(a.kind for a in acts)), f"group {gname} ({gid})")
         try:
-            self.client.post(url, json=dict(a0.request.body or {}), idempotent=True)
+            results = self.client.batch([req for _, _, req in writes], idempotent=True)
         except GraphError as exc:
-            for a in acts:
-                self.result.failed.append(f"{self.describe(a)}: {exc}")
+            for acts, _gid, _req in writes:
+                self.result.failed.extend(f"{self.describe(a)}: {exc}" for a in acts)
+                self.note_unwritten_group(acts)
             return
-        self.touched_groups.add(gid)
-        self.unsettled = True
-        self.result.done.extend(self.describe(a) for a in acts)
-        self.say(f"{gname}: {what} (queued for processing)")
+        for (acts, gid, req), res in zip(writes, results, strict=True):
+            if not res.ok:
+                why = self.error_text(req, res)
+                self.result.failed.extend(f"{self.describe(a)}: {why}" for a in acts)
+                self.note_unwritten_group(acts)
+                continue
+            self.touched_groups.add(gid)
+            self.unsettled = True
+            self.result.done.extend(self.describe(a) for a in acts)
+            gname = acts[0].group.name if acts[0].group else "?"
+            self.say(f"{gname}: {', '.join(f'{a.kind} {a.sku}' for a in acts)} (queued for processing)")
+
+    def note_unwritten_group(self, acts: Sequence[Action]) -> None:
+        """A group request that adds or changes licenses was not written: its users' removals wait."""
+        if any(a.kind in ADDING_KINDS for a in acts):
+            self.unwritten.update(u.casefold() for a in acts for u in a.users)
 
     def describe_licenses(self, lics: Iterable[License]) -> str:
         parts = []
@@ -595,6 +625,7 @@ class _Executor:
                 expected=expected_keys(self.plan, self.ids) if final else None,
                 poller=self.poller,
                 progress=progress,
+                sample_upns=self.sample_upns,
             )
         self.unsettled = False
         # only the final wait's reads are current at verification (no write comes after it)
@@ -619,7 +650,13 @@ class _Executor:
                 expected=expected_keys(self.plan, self.ids),
                 poller=self.poller,
                 progress=progress,
+                sample_upns=self.sample_upns,
             )
+
+    @property
+    def sample_upns(self) -> list[str]:
+        """The observed users' UPNs: they balance the parallel listings of a large user read."""
+        return [u.user_principal_name for u in self.state.users.values()]
 
     def group_name(self, gid: str) -> str:
         g = self.state.groups.get(gid)
@@ -638,7 +675,7 @@ class _Executor:
         """Remove direct licenses only where the inherited assignment is now Active without error
         and enables at least the same plans (users read again first)."""
         uids = {a.user.id for a in actions if a.user is not None and a.user.id}
-        users = read_users(self.client, uids)
+        users = read_users(self.client, uids, sample_upns=self.sample_upns)
         todo: list[tuple[Action, BatchRequest]] = []
         for a in actions:
             uid = a.user.id if a.user is not None else None
@@ -690,7 +727,11 @@ class _Executor:
                 retry_check.append((a, req, res))
         if retry_check:
             # a removal sent twice (its first answer lost) fails the second time: check the user
-            again = read_users(self.client, {a.user.id for a, _, _ in retry_check if a.user and a.user.id})
+            again = read_users(
+                self.client,
+                {a.user.id for a, _, _ in retry_check if a.user and a.user.id},
+                sample_upns=self.sample_upns,
+            )
             for a, req, res in retry_check:
                 sku_id = str((req.body or {}).get("removeLicenses", [""])[0]).lower()
                 user = again.get(a.user.id if a.user and a.user.id else "")

@@ -9,7 +9,10 @@ the group. ``wait_for_processing`` polls, with backoff:
    until each one's states equal the expected ones, or no longer change between two reads.
    When many users are affected, listing every user (``$top=999``) is cheaper than reading them
    by id (``ceil(total/999)`` requests instead of ``ceil(n/20)`` $batch calls and n resource units):
-   it is used then.
+   it is used then, as parallel listings split by the first character of userPrincipalName
+   when there are many pages (as observe does; a wanted user none of them returned is read by
+   id). Only what is looked at afterwards is selected (``WAIT_SELECT``: the states, the UPN and
+   the usage location), not observe's whole ``USER_SELECT``.
 
 It gives up at ``deadline`` and says what is still pending. Progress goes to stderr (rich) when
 stderr is a terminal. The emulator's drain endpoint is for tests only: this module never calls it.
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from reconciler.errors import GraphError
 from reconciler.graph.client import BATCH_SIZE, BatchRequest, GraphClient
-from reconciler.graph.observe import USER_SELECT, ProgressCallback
+from reconciler.graph.observe import PARTITION_PAGES, ProgressCallback, upn_prefix_filter, user_partitions
 from reconciler.state import User, user_from_graph
 
 COMPLETE = "ProcessingComplete"
@@ -90,22 +95,26 @@ def read_group_states(client: GraphClient, group_ids: Iterable[str]) -> dict[str
 
 LIST_ABOVE = 1000  # users read by id below this (at most 50 $batch calls): no $count needed
 
+# What is looked at in a user read here (waiting, removing direct licenses, verifying, reprocess):
+# the states, and the UPN and usage location for the report.
+WAIT_SELECT = ("id", "userPrincipalName", "usageLocation", "licenseAssignmentStates")
 
-def read_users(client: GraphClient, user_ids: Iterable[str]) -> dict[str, User]:
+
+def read_users(client: GraphClient, user_ids: Iterable[str], *, sample_upns: Sequence[str] = ()) -> dict[str, User]:
     """The users (with their licenseAssignmentStates), batched or, for many users, by listing every
-    user when that takes fewer requests; users that no longer exist are left out."""
+    user when that takes fewer requests; users that no longer exist are left out. ``sample_upns``
+    (UPNs of the tenant, e.g. the observed ones) balance the parallel listings."""
     ids = sorted(set(user_ids))
-    if len(ids) > LIST_ABOVE and _listing_is_cheaper(client, len(ids)):
-        wanted = set(ids)
-        listed: dict[str, User] = {}
-        for page in client.iter_pages("/users", select=USER_SELECT):
-            for raw in page:
-                if str(raw.get("id") or "").lower() in wanted:
-                    user = user_from_graph(raw)
-                    listed[user.id] = user
-        return listed
+    if len(ids) > LIST_ABOVE:
+        total = _user_count(client)
+        if total is not None and math.ceil(total / client.page_size) < math.ceil(len(ids) / BATCH_SIZE):
+            return _list_users(client, set(ids), total, sample_upns)
+    return _read_by_id(client, ids)
+
+
+def _read_by_id(client: GraphClient, ids: Sequence[str]) -> dict[str, User]:
     reqs = [
-        BatchRequest(f"u{i}", "GET", f"/users/{quote(uid, safe='@')}?$select={','.join(USER_SELECT)}")
+        BatchRequest(f"u{i}", "GET", f"/users/{quote(uid, safe='@')}?$select={','.join(WAIT_SELECT)}")
         for i, uid in enumerate(ids)
     ]
     out: dict[str, User] = {}
@@ -117,12 +126,58 @@ def read_users(client: GraphClient, user_ids: Iterable[str]) -> dict[str, User]:
     return out
 
 
-def _listing_is_cheaper(client: GraphClient, wanted: int) -> bool:
+def _keep(out: dict[str, User], page: Iterable[Mapping[str, Any]], wanted: set[str]) -> None:
+    for raw in page:
+        if str(raw.get("id") or "").lower() in wanted:
+            user = user_from_graph(raw)
+            out[user.id] = user
+
+
+def _list_users(client: GraphClient, wanted: set[str], total: int, sample_upns: Sequence[str]) -> dict[str, User]:
+    if math.ceil(total / client.page_size) > PARTITION_PAGES and client.max_concurrency > 1:
+        listed = _list_partitioned(client, wanted, sample_upns)
+        if listed is not None:
+            # a wanted user that no listing returned: deleted meanwhile, or its UPN starts with a
+            # character no listing asked for; read by id (a deleted one is a 404, left out)
+            missing = sorted(wanted - set(listed))
+            if missing:
+                listed.update(_read_by_id(client, missing))
+            return listed
+    out: dict[str, User] = {}
+    for page in client.iter_pages("/users", select=WAIT_SELECT):
+        _keep(out, page, wanted)
+    return out
+
+
+def _list_partitioned(client: GraphClient, wanted: set[str], sample_upns: Sequence[str]) -> dict[str, User] | None:
+    """The wanted users, from parallel listings split by the first character of their UPN; None
+    when Graph refuses the filter."""
+    parts = user_partitions(sample_upns, client.max_concurrency)
+
+    def listing(chars: tuple[str, ...]) -> dict[str, User]:
+        read: dict[str, User] = {}
+        params = {"$filter": upn_prefix_filter(chars)}
+        for page in client.iter_pages("/users", select=WAIT_SELECT, params=params):
+            _keep(read, page, wanted)
+        return read
+
+    out: dict[str, User] = {}
     try:
-        total = client.count("/users")
+        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="wait-users") as pool:
+            for part in pool.map(listing, parts):
+                out.update(part)
+    except GraphError as exc:
+        if exc.status == 400:
+            return None
+        raise
+    return out
+
+
+def _user_count(client: GraphClient) -> int | None:
+    try:
+        return client.count("/users")
     except GraphError:
-        return False
-    return math.ceil(total / client.page_size) < math.ceil(wanted / BATCH_SIZE)
+        return None
 
 
 def wait_for_processing(
@@ -134,6 +189,7 @@ def wait_for_processing(
     expected: Mapping[str, frozenset[StateKey]] | None = None,
     poller: Poller | None = None,
     progress: ProgressCallback | None = None,
+    sample_upns: Sequence[str] = (),
 ) -> WaitResult:
     poller = poller or Poller()
     poller.reset()
@@ -162,7 +218,7 @@ def wait_for_processing(
     todo = list(users)
     while todo:
         result.polls += 1
-        got = read_users(client, todo)
+        got = read_users(client, todo, sample_upns=sample_upns)
         result.users.update(got)
         still: list[str] = []
         for uid in todo:

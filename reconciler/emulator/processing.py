@@ -69,16 +69,58 @@ def sku_capacities(store: Store, outside: Mapping[str, int] | None = None) -> di
 
 
 def build_input(
-    store: Store, user_ids: Collection[str] | None = None, *, reserve_outside: bool = True
+    store: Store,
+    user_ids: Collection[str] | None = None,
+    *,
+    reserve_outside: bool = True,
+    outside: Mapping[str, int] | None = None,
 ) -> LicensingInput:
     """The tenant as licensing sees it: direct licenses as they are, groups as last processed.
 
     With `user_ids`, only those users are included and each SKU's capacity is reduced by the
-    seats that the other users hold (they keep them: their inputs did not change)."""
-    subset = store.users if user_ids is None else {uid: store.users[uid] for uid in user_ids}
-    outside = seats_outside(store, user_ids) if user_ids is not None and reserve_outside else None
-    skus = sku_capacities(store, outside)
+    seats that the other users hold (they keep them: their inputs did not change; `outside`
+    when the caller has them already). The groups and addresses are then cut to what those
+    users' outcome depends on, which gives them the outcome of the whole input: compute looks at
+    licensed security groups only, and at other objects' proxy addresses only as addresses a
+    user holds."""
+    if user_ids is None:
+        return _whole_input(store)
+    subset = {uid: store.users[uid] for uid in user_ids}
+    if reserve_outside and outside is None:
+        outside = seats_outside(store, subset)
+    skus = sku_capacities(store, outside if reserve_outside else None)
     users = {uid: _licensing_user(u) for uid, u in subset.items()}
+    groups = {
+        gid: LicensingGroup(
+            id=gid, security_enabled=True, licenses=tuple(sorted(g.applied_licenses)), member_ids=g.applied_members
+        )
+        for gid, g in store.groups.items()
+        if g.applied_security and g.applied_licenses  # the others license nobody
+    }
+    # addresses of the users that a group also holds (the first such group in id order): such an
+    # address has two holders, so only users sharing an address can have one
+    others: dict[str, str] = {}
+    for uid in store.shared_address_users() & subset.keys():
+        for addr in users[uid].proxy_addresses:
+            if addr not in others:
+                holders = sorted(o for o in store.address_owners(addr) if o in store.groups)
+                if holders:
+                    others[addr] = holders[0]
+    previous = {uid: tuple(s.state for s in u.states) for uid, u in subset.items() if u.states}
+    return LicensingInput(
+        tenant_location=store.tenant_location,
+        skus=skus,
+        users=users,
+        groups=groups,
+        rules=store.rules,
+        other_proxy_addresses=others,
+        previous=previous,
+    )
+
+
+def _whole_input(store: Store) -> LicensingInput:
+    skus = sku_capacities(store)
+    users = {uid: _licensing_user(u) for uid, u in store.users.items()}
     groups = {
         gid: LicensingGroup(
             id=gid,
@@ -96,7 +138,7 @@ def build_input(
             addresses.add(str(g.data["mail"]).lower())
         for addr in sorted(addresses):
             others.setdefault(addr, gid)
-    previous = {uid: tuple(s.state for s in u.states) for uid, u in subset.items() if u.states}
+    previous = {uid: tuple(s.state for s in u.states) for uid, u in store.users.items() if u.states}
     return LicensingInput(
         tenant_location=store.tenant_location,
         skus=skus,
@@ -146,7 +188,7 @@ def recompute(
         if len(subset) * 5 > len(store.users) * 4:  # most of the tenant: a full run is as cheap
             subset = None
     outside = seats_outside(store, subset) if subset is not None else {}
-    result = licensing.compute(build_input(store, subset))
+    result = licensing.compute(build_input(store, subset, outside=outside))
     now = graph_now(store.clock)
     changed = []
     for uid in store.users if subset is None else sorted(subset):
@@ -154,16 +196,22 @@ def recompute(
         computed = result.users.get(uid)
         new_states = computed.states if computed else ()
         new_assigned = tuple(sorted(computed.assigned)) if computed else ()
-        old = {s.state: s.last_updated for s in u.states}
-        records = tuple(StateRecord(s, old.get(s, now)) for s in new_states)
-        if write_all or records != u.states or new_assigned != u.assigned:
-            u.states = records
-            u.assigned = new_assigned
-            changed.append(u)
-            if any(s.error != NO_ERROR for s in new_states):
-                store.error_users.add(uid)
-            else:
-                store.error_users.discard(uid)
+        old_records = u.states
+        if (
+            not write_all
+            and new_assigned == u.assigned
+            and len(new_states) == len(old_records)
+            and all(s == r.state for s, r in zip(new_states, old_records, strict=True))
+        ):
+            continue  # unchanged (each state keeps its lastUpdatedDateTime)
+        old = {r.state: r.last_updated for r in old_records}
+        u.states = tuple(StateRecord(s, old.get(s, now)) for s in new_states)
+        u.assigned = new_assigned
+        changed.append(u)
+        if any(s.error != NO_ERROR for s in new_states):
+            store.error_users.add(uid)
+        else:
+            store.error_users.discard(uid)
     if changed:
         store.write_states(db, changed, fresh=write_all)
     if subset is None:
