@@ -76,3 +76,39 @@ def test_cli_reprocess_group(start_emulator: Callable[..., Any], tmp_path: Path)
     assert "Reprocessed 6 of 6 users (all 6 direct user members of LIC-Visio)" in res.stdout
     assert "visio5@contoso.com still in error: VISIOCLIENT: CountViolation" in res.stdout
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 6
+
+
+def test_reprocessing_one_user_recomputes_it_and_the_users_waiting_for_a_seat_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the emulator: a user in an error of its own (exclusive plans) keeps its states until its own
+    # inputs change; a user in CountViolation may get a freed seat on any processing
+    from emulator_fixtures import E3, G_E3, G_SALES, RULES, seed, states, uid
+
+    from reconciler import licensing
+    from reconciler.emulator.store import Store
+    from reconciler.licensing import License
+
+    stores = []
+    for name, partial in (("partial", True), ("full", False)):
+        store = Store.create(tmp_path / f"{name}.db", seed(), rules=RULES)
+        store.partial_recompute = partial
+        store.add_member(G_E3, uid(4))  # dave's direct E1 has SharePoint Plan 1: E3's Plan 2 conflicts
+        store.assign_group_licenses(G_SALES, [License(E3)], [])  # erin gets the last E3 seat, frank none
+        store.drain()
+        stores.append(store)
+    partial_store, full_store = stores
+    assert "MutuallyExclusiveViolation" in {s[3] for s in states(partial_store, uid(4))}
+    assert states(partial_store, uid(6)) == [(E3, G_SALES, "Error", "CountViolation")]
+
+    computed: list[set[str]] = []
+    compute = licensing.compute
+    monkeypatch.setattr(licensing, "compute", lambda inp: computed.append(set(inp.users)) or compute(inp))
+    partial_store.reprocess_user(uid(1))
+    assert computed == [{uid(1), uid(6)}]  # not dave
+    full_store.reprocess_user(uid(1))
+    assert {u: states(partial_store, u) for u in partial_store.users} == {
+        u: states(full_store, u) for u in full_store.users
+    }
+    for store in stores:
+        store.close()

@@ -23,7 +23,8 @@ The order never leaves a user without service mid-way:
    in place; a removal for users whose new assignment or membership was not written, because it
    failed or its group changed meanwhile, is skipped and left to the next plan), then wait again;
 6. ``reprocessLicenseAssignment`` for the plan's reprocess actions and for users whose errors this
-   apply resolved (the prediction has no error where Entra still shows one);
+   apply resolved (the prediction has no error where Entra still shows one), then wait until their
+   states settle (the wait of step 5 does not wait for these users to settle first);
 7. verify every affected user's states against the prediction (``reconciler.apply.verify``).
 
 A failing request does not stop the others: the result lists what was done, what failed and
@@ -65,7 +66,7 @@ from reconciler.graph.client import BatchRequest, BatchResponse, GraphClient
 from reconciler.graph.observe import ProgressCallback
 from reconciler.licensing import ACTIVE, NO_ERROR, License
 from reconciler.plan import POLICY_CODES, Action, Plan
-from reconciler.state import TenantState, group_from_graph
+from reconciler.state import TenantState, User, group_from_graph
 
 LICENSE_KINDS = ("assignLicense", "updateLicense", "removeLicense")
 ADDING_KINDS = ("assignLicense", "updateLicense")
@@ -251,6 +252,9 @@ class _Executor:
         self.unwritten: set[str] = set()
         self.poller = options.poller or Poller()
         self.deadline: float | None = None
+        self.reprocess_targets = {
+            a.user.id for a in plan.actions if a.kind == "reprocess" and a.user is not None and a.user.id
+        }
 
     # -- helpers
     def resolve(self, text: str) -> str:
@@ -330,7 +334,8 @@ class _Executor:
         needs_wait = self.opt.wait and self.unsettled and (direct or removing or members_out)
         # mid-way, only the users about to lose something need their new assignments settled
         at_risk = {a.user.id for a in [*direct, *members_out] if a.user is not None and a.user.id}
-        at_risk |= self.user_ids({u for _, acts in removing for a in acts for u in a.users})
+        if removing:
+            at_risk |= self.user_ids({u for _, acts in removing for a in acts for u in a.users})
         if needs_wait and not self.wait("the new assignments", users=at_risk):
             self.skip_rest(direct, removing, members_out, reprocess, reason="the wait for processing timed out")
             return self.result
@@ -626,6 +631,8 @@ class _Executor:
                 poller=self.poller,
                 progress=progress,
                 sample_upns=self.sample_upns,
+                # no need to see these settle first: they are reprocessed, then waited for again
+                handed_over=self.reprocessed_next if final else None,
             )
         self.unsettled = False
         # only the final wait's reads are current at verification (no write comes after it)
@@ -742,21 +749,25 @@ class _Executor:
                 else:
                     self.result.failed.append(f"{self.describe(a)}: {self.error_text(req, res)}")
 
-    def resolved_errors(self, users: Mapping[str, Any]) -> list[str]:
+    def resolved_errors(self, users: Mapping[str, User]) -> list[str]:
         """Users whose errors the plan says are gone but Entra still records: reprocess them."""
-        expected = self.plan.prediction
-        out: list[str] = []
-        for uid, user in users.items():
-            predicted = {
-                (p.sku_id, self.ids.get(p.assigned_by_group, p.assigned_by_group) if p.assigned_by_group else None): p
-                for p in expected.get(uid, ())
-            }
-            for s in user.license_states:
-                p = predicted.get((s.sku_id, s.assigned_by_group))
-                if s.error != NO_ERROR and p is not None and p.error == NO_ERROR:
-                    out.append(uid)
-                    break
-        return sorted(out)
+        return sorted(uid for uid, user in users.items() if self.has_resolved_error(user))
+
+    def has_resolved_error(self, user: User) -> bool:
+        predicted = {
+            (p.sku_id, self.ids.get(p.assigned_by_group, p.assigned_by_group) if p.assigned_by_group else None): p
+            for p in self.plan.prediction.get(user.id, ())
+        }
+        for s in user.license_states:
+            p = predicted.get((s.sku_id, s.assigned_by_group))
+            if s.error != NO_ERROR and p is not None and p.error == NO_ERROR:
+                return True
+        return False
+
+    def reprocessed_next(self, user: User) -> bool:
+        """A user the final wait hands over as it is: reprocessed right after it (a plan's reprocess
+        action, or an error the plan resolves), then waited for again until its states settle."""
+        return user.id in self.reprocess_targets or self.has_resolved_error(user)
 
     def send_reprocess(self, actions: Sequence[Action], resolved: Sequence[str]) -> None:
         targets: dict[str, str] = {}

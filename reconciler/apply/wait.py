@@ -12,7 +12,8 @@ the group. ``wait_for_processing`` polls, with backoff:
    it is used then, as parallel listings split by the first character of userPrincipalName
    when there are many pages (as observe does; a wanted user none of them returned is read by
    id). Only what is looked at afterwards is selected (``WAIT_SELECT``: the states, the UPN and
-   the usage location), not observe's whole ``USER_SELECT``.
+   the usage location), not observe's whole ``USER_SELECT``. A user the caller takes over as it is
+   (``handed_over``: apply reprocesses it next, and waits for it again) is not waited for.
 
 It gives up at ``deadline`` and says what is still pending. Progress goes to stderr (rich) when
 stderr is a terminal. The emulator's drain endpoint is for tests only: this module never calls it.
@@ -190,7 +191,12 @@ def wait_for_processing(
     poller: Poller | None = None,
     progress: ProgressCallback | None = None,
     sample_upns: Sequence[str] = (),
+    handed_over: Callable[[User], bool] | None = None,
 ) -> WaitResult:
+    """Poll the groups until processed, then the users until each one's states equal
+    ``expected`` or read the same twice in a row; a user for which ``handed_over`` is true is
+    not waited for here (the caller acts on it and waits again). ``sample_upns`` balance
+    the listings of a large user read (``read_users``)."""
     poller = poller or Poller()
     poller.reset()
     groups = sorted(set(group_ids))
@@ -227,6 +233,8 @@ def wait_for_processing(
                 continue  # deleted meanwhile: nothing to wait for
             keys = state_keys(user)
             if expected is not None and uid in expected and keys == expected[uid]:
+                continue
+            if handed_over is not None and handed_over(user):
                 continue
             if previous.get(uid) == keys:
                 continue

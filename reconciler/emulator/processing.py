@@ -81,8 +81,8 @@ def build_input(
     seats that the other users hold (they keep them: their inputs did not change; `outside`
     when the caller has them already). The groups and addresses are then cut to what those
     users' outcome depends on, which gives them the outcome of the whole input: compute looks at
-    licensed security groups only, and at other objects' proxy addresses only as addresses a
-    user holds."""
+    licensed security groups only, at their members only as users it computes, and at other
+    objects' proxy addresses only as addresses a user holds."""
     if user_ids is None:
         return _whole_input(store)
     subset = {uid: store.users[uid] for uid in user_ids}
@@ -90,13 +90,16 @@ def build_input(
         outside = seats_outside(store, subset)
     skus = sku_capacities(store, outside if reserve_outside else None)
     users = {uid: _licensing_user(u) for uid, u in subset.items()}
-    groups = {
-        gid: LicensingGroup(
-            id=gid, security_enabled=True, licenses=tuple(sorted(g.applied_licenses)), member_ids=g.applied_members
-        )
-        for gid, g in store.groups.items()
-        if g.applied_security and g.applied_licenses  # the others license nobody
-    }
+    groups: dict[str, LicensingGroup] = {}
+    in_subset = subset.__contains__
+    for gid, g in store.groups.items():
+        if not g.applied_security or not g.applied_licenses:
+            continue  # licenses nobody
+        members = tuple(filter(in_subset, g.applied_members))
+        if members:
+            groups[gid] = LicensingGroup(
+                id=gid, security_enabled=True, licenses=tuple(sorted(g.applied_licenses)), member_ids=members
+            )
     # addresses of the users that a group also holds (the first such group in id order): such an
     # address has two holders, so only users sharing an address can have one
     others: dict[str, str] = {}
@@ -165,10 +168,22 @@ def seats_outside(store: Store, user_ids: Iterable[str]) -> dict[str, int]:
 
 
 def _unsettled_users(store: Store) -> set[str]:
-    """Users whose outcome can change without any change of their own: every user with a
-    license error (seats or conflicts may have been freed) and every user sharing a proxy
-    address with another object. Always part of a partial recomputation."""
-    return store.error_users | store.shared_address_users()
+    """Users whose outcome can change without any change of their own: every user in
+    `CountViolation` (seats may have been freed) and every user sharing a proxy address with
+    another object. Always part of a partial recomputation.
+
+    A user's outcome depends on the user's own inputs (groups, direct licenses, location), the
+    previous states, the seats left and the addresses others hold. The stored states are what
+    compute gave for the current inputs, and compute given its own output as the previous
+    states gives it again; so a user with unchanged inputs keeps the outcome unless a seat it
+    waits for (`CountViolation`) or an address it shares changes hands. Other errors
+    (exclusive or missing plans, a location) are the user's own and stay as they are."""
+    waiting = {
+        uid
+        for uid in store.error_users
+        if any(r.state.error == licensing.COUNT_VIOLATION for r in store.users[uid].states)
+    }
+    return waiting | store.shared_address_users()
 
 
 def recompute(
@@ -179,7 +194,8 @@ def recompute(
     `write_all`: write every user's rows (a fresh database).
     `affected`: the users whose inputs changed. Only they and the unsettled users are computed,
     with the seats of everybody else set aside; this equals a full recomputation because every
-    other user has unchanged inputs and no error, so compute keeps their outcome as it is."""
+    other user has unchanged inputs and waits for no seat, so compute keeps their outcome as it
+    is (see `_unsettled_users`)."""
     from reconciler.emulator.store import StateRecord, graph_now
 
     subset: set[str] | None = None
