@@ -24,14 +24,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from reconciler.errors import GraphError
 from reconciler.graph.client import BATCH_SIZE, BatchRequest, GraphClient
-from reconciler.graph.observe import PARTITION_PAGES, ProgressCallback, upn_prefix_filter, user_partitions
+from reconciler.graph.observe import PARTITION_PAGES, ProgressCallback, list_users_by_upn
 from reconciler.state import User, user_from_graph
 
 COMPLETE = "ProcessingComplete"
@@ -136,8 +135,9 @@ def _keep(out: dict[str, User], page: Iterable[Mapping[str, Any]], wanted: set[s
 
 def _list_users(client: GraphClient, wanted: set[str], total: int, sample_upns: Sequence[str]) -> dict[str, User]:
     if math.ceil(total / client.page_size) > PARTITION_PAGES and client.max_concurrency > 1:
-        listed = _list_partitioned(client, wanted, sample_upns)
-        if listed is not None:
+        by_upn = list_users_by_upn(client, sample_upns, WAIT_SELECT, lambda out, page: _keep(out, page, wanted))
+        if by_upn is not None:
+            listed = by_upn[0]
             # a wanted user that no listing returned: deleted meanwhile, or its UPN starts with a
             # character no listing asked for; read by id (a deleted one is a 404, left out)
             missing = sorted(wanted - set(listed))
@@ -147,30 +147,6 @@ def _list_users(client: GraphClient, wanted: set[str], total: int, sample_upns: 
     out: dict[str, User] = {}
     for page in client.iter_pages("/users", select=WAIT_SELECT):
         _keep(out, page, wanted)
-    return out
-
-
-def _list_partitioned(client: GraphClient, wanted: set[str], sample_upns: Sequence[str]) -> dict[str, User] | None:
-    """The wanted users, from parallel listings split by the first character of their UPN; None
-    when Graph refuses the filter."""
-    parts = user_partitions(sample_upns, client.max_concurrency)
-
-    def listing(chars: tuple[str, ...]) -> dict[str, User]:
-        read: dict[str, User] = {}
-        params = {"$filter": upn_prefix_filter(chars)}
-        for page in client.iter_pages("/users", select=WAIT_SELECT, params=params):
-            _keep(read, page, wanted)
-        return read
-
-    out: dict[str, User] = {}
-    try:
-        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="wait-users") as pool:
-            for part in pool.map(listing, parts):
-                out.update(part)
-    except GraphError as exc:
-        if exc.status == 400:
-            return None
-        raise
     return out
 
 

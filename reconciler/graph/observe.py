@@ -499,39 +499,59 @@ def upn_prefix_filter(chars: Iterable[str]) -> str:
     return " or ".join(f"startswith(userPrincipalName,'{c.replace(chr(39), chr(39) * 2)}')" for c in chars)
 
 
-def _list_users_partitioned(
-    client: GraphClient, sample_upns: Sequence[str], total: int, progress: _Progress, plan: ObservePlan
-) -> dict[str, User] | None:
-    """Every user, read as parallel listings split by the first character of their UPN. None
-    when Graph refuses the filter or the listings do not add up to ``users/$count`` (a UPN
-    starting with a character no listing asked for): the caller then lists in one chain."""
+PageReader = Callable[[dict[str, User], list[dict[str, Any]]], None]
+
+
+def list_users_by_upn(
+    client: GraphClient, sample_upns: Sequence[str], select: Sequence[str], read_page: PageReader
+) -> tuple[dict[str, User], int] | None:
+    """Users from parallel listings split by the first character of their UPN (as many as the
+    client's concurrency, balanced on ``sample_upns``); ``read_page(users, page)`` keeps what it
+    wants of each page. Returns the users and the number of listings, or None when Graph refuses
+    the filter. The caller checks completeness: a UPN may start with a character none asked for."""
     parts = user_partitions(sample_upns, client.max_concurrency)
-    progress.set("Reading users", 0, total)
 
     def listing(chars: tuple[str, ...]) -> dict[str, User]:
         read: dict[str, User] = {}
         params = {"$filter": upn_prefix_filter(chars)}
-        for page in client.iter_pages("/users", select=USER_SELECT, params=params):
-            _add_users(read, page)
-            progress.add("Reading users", len(page), total)
+        for page in client.iter_pages("/users", select=select, params=params):
+            read_page(read, page)
         return read
 
-    read: dict[str, User] = {}
+    out: dict[str, User] = {}
     try:
-        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="observe-users") as pool:
+        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="users-by-upn") as pool:
             for part in pool.map(listing, parts):
-                read.update(part)
+                out.update(part)
     except GraphError as exc:
         if exc.status == 400:
-            plan.notes.append("the userPrincipalName startswith filter was refused; listed the users in one chain")
             return None
         raise
+    return out, len(parts)
+
+
+def _list_users_partitioned(
+    client: GraphClient, sample_upns: Sequence[str], total: int, progress: _Progress, plan: ObservePlan
+) -> dict[str, User] | None:
+    """Every user, through list_users_by_upn. None when Graph refuses the filter or the listings
+    do not add up to ``users/$count``: the caller then lists in one chain."""
+    progress.set("Reading users", 0, total)
+
+    def read_page(users: dict[str, User], page: list[dict[str, Any]]) -> None:
+        _add_users(users, page)
+        progress.add("Reading users", len(page), total)
+
+    listed = list_users_by_upn(client, sample_upns, USER_SELECT, read_page)
+    if listed is None:
+        plan.notes.append("the userPrincipalName startswith filter was refused; listed the users in one chain")
+        return None
+    read, listings = listed
     if len(read) != total:
         plan.notes.append(
             f"the listings by UPN held {len(read)} users, users/$count says {total}; listed the users in one chain"
         )
         return None
-    plan.notes.append(f"users listed as {len(parts)} parallel listings by UPN")
+    plan.notes.append(f"users listed as {listings} parallel listings by UPN")
     return read
 
 
