@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -169,25 +169,38 @@ def _licenses(raw: Iterable[Mapping[str, Any]] | None) -> tuple[License, ...]:
 # (immutable) object. Bounded: cleared when it grows past _STATE_CACHE_MAX entries.
 _STATE_CACHE: dict[tuple[Any, ...], AssignmentState] = {}
 _STATE_CACHE_MAX = 50_000
+_T = TypeVar("_T")
+
+
+def _state_key(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a parsed state depends on (raises TypeError for an unhashable value)."""
+    key = (
+        item["skuId"],
+        item.get("assignedByGroup"),
+        tuple(item.get("disabledPlans") or ()),
+        item.get("state"),
+        item.get("error"),
+    )
+    hash(key)
+    return key
+
+
+def _shared(cache: dict[tuple[Any, ...], _T], key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+    """`cache[key]`, made by `make()` the first time; the cache is cleared when it is full."""
+    got = cache.get(key)
+    if got is None:
+        if len(cache) >= _STATE_CACHE_MAX:
+            cache.clear()
+        got = cache[key] = make()
+    return got
 
 
 def license_state_from_graph(item: Mapping[str, Any]) -> AssignmentState:
     try:
-        key = (
-            item["skuId"],
-            item.get("assignedByGroup"),
-            tuple(item.get("disabledPlans") or ()),
-            item.get("state"),
-            item.get("error"),
-        )
-        cached = _STATE_CACHE.get(key)
+        key = _state_key(item)
     except TypeError:  # an unhashable value: parse without the cache
         return _license_state(item)
-    if cached is None:
-        if len(_STATE_CACHE) >= _STATE_CACHE_MAX:
-            _STATE_CACHE.clear()
-        cached = _STATE_CACHE[key] = _license_state(item)
-    return cached
+    return _shared(_STATE_CACHE, key, lambda: _license_state(item))
 
 
 def _license_state(item: Mapping[str, Any]) -> AssignmentState:
@@ -233,24 +246,10 @@ def _states_and_direct(
     raw_states: Iterable[Mapping[str, Any]],
 ) -> tuple[tuple[AssignmentState, ...], tuple[License, ...]]:
     try:
-        key = tuple(
-            (
-                item["skuId"],
-                item.get("assignedByGroup"),
-                tuple(item.get("disabledPlans") or ()),
-                item.get("state"),
-                item.get("error"),
-            )
-            for item in raw_states
-        )
-        cached = _USER_LICENSING_CACHE.get(key)
+        key = tuple(_state_key(item) for item in raw_states)
     except (TypeError, KeyError, AttributeError):  # unhashable or malformed: parse without the cache
         return _parse_states_and_direct(raw_states)
-    if cached is None:
-        if len(_USER_LICENSING_CACHE) >= _STATE_CACHE_MAX:
-            _USER_LICENSING_CACHE.clear()
-        cached = _USER_LICENSING_CACHE[key] = _parse_states_and_direct(raw_states)
-    return cached
+    return _shared(_USER_LICENSING_CACHE, key, lambda: _parse_states_and_direct(raw_states))
 
 
 def _parse_states_and_direct(

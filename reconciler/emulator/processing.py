@@ -109,16 +109,7 @@ def build_input(
                 holders = sorted(o for o in store.address_owners(addr) if o in store.groups)
                 if holders:
                     others[addr] = holders[0]
-    previous = {uid: tuple(s.state for s in u.states) for uid, u in subset.items() if u.states}
-    return LicensingInput(
-        tenant_location=store.tenant_location,
-        skus=skus,
-        users=users,
-        groups=groups,
-        rules=store.rules,
-        other_proxy_addresses=others,
-        previous=previous,
-    )
+    return _input(store, subset, skus, users, groups, others)
 
 
 def _whole_input(store: Store) -> LicensingInput:
@@ -141,7 +132,18 @@ def _whole_input(store: Store) -> LicensingInput:
             addresses.add(str(g.data["mail"]).lower())
         for addr in sorted(addresses):
             others.setdefault(addr, gid)
-    previous = {uid: tuple(s.state for s in u.states) for uid, u in store.users.items() if u.states}
+    return _input(store, store.users, skus, users, groups, others)
+
+
+def _input(
+    store: Store,
+    records: Mapping[str, UserRecord],
+    skus: dict[str, SkuCapacity],
+    users: dict[str, LicensingUser],
+    groups: dict[str, LicensingGroup],
+    others: dict[str, str],
+) -> LicensingInput:
+    """The input over `users`, each with the states it holds now as `previous`."""
     return LicensingInput(
         tenant_location=store.tenant_location,
         skus=skus,
@@ -149,7 +151,7 @@ def _whole_input(store: Store) -> LicensingInput:
         groups=groups,
         rules=store.rules,
         other_proxy_addresses=others,
-        previous=previous,
+        previous={uid: tuple(s.state for s in u.states) for uid, u in records.items() if u.states},
     )
 
 
