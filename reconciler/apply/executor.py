@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from reconciler.apply.audit import AuditLog
@@ -660,7 +661,7 @@ class _Executor:
                 sample_upns=self.sample_upns,
             )
 
-    @property
+    @cached_property
     def sample_upns(self) -> list[str]:
         """The observed users' UPNs: they balance the parallel listings of a large user read."""
         return [u.user_principal_name for u in self.state.users.values()]

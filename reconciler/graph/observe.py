@@ -187,9 +187,17 @@ def observe(
 ) -> TenantState:
     """Read what a plan depends on. ``progress``: a callback, None (rich on a terminal) or False.
     ``partition_pages``: list the users as parallel listings when more pages than this remain."""
-    with _gc_paused():
-        return _observe_with_progress(
-            client, group_refs, user_refs, all_users, all_groups, direct_licenses, progress, plan, partition_pages
+    with _gc_paused(), _progress_callback(progress) as callback:
+        return _observe(
+            client,
+            group_refs,
+            user_refs,
+            all_users,
+            all_groups,
+            direct_licenses,
+            _Progress(callback),
+            plan or ObservePlan(),
+            partition_pages,
         )
 
 
@@ -206,42 +214,14 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _observe_with_progress(
-    client: GraphClient,
-    group_refs: Iterable[str],
-    user_refs: Iterable[str],
-    all_users: bool,
-    all_groups: bool,
-    direct_licenses: bool,
-    progress: ProgressCallback | bool | None,
-    plan: ObservePlan | None,
-    partition_pages: int,
-) -> TenantState:
+@contextmanager
+def _progress_callback(progress: ProgressCallback | bool | None) -> Iterator[ProgressCallback | None]:
+    """``progress`` as observe takes it: None draws rich bars when stderr is a terminal."""
     if progress is None:
         with rich_progress() as callback:
-            return _observe(
-                client,
-                group_refs,
-                user_refs,
-                all_users,
-                all_groups,
-                direct_licenses,
-                _Progress(callback),
-                plan or ObservePlan(),
-                partition_pages,
-            )
-    callback = progress if callable(progress) else None
-    return _observe(
-        client,
-        group_refs,
-        user_refs,
-        all_users,
-        all_groups,
-        direct_licenses,
-        _Progress(callback),
-        plan or ObservePlan(),
-        partition_pages,
-    )
+            yield callback
+    else:
+        yield progress if callable(progress) else None
 
 
 def _observe(
