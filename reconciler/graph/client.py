@@ -49,6 +49,7 @@ from reconciler.graph.transport import (
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 PAGE_SIZE = 999
 BATCH_SIZE = 20
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 DEFAULT_CONCURRENCY = 6
 
 TokenProvider = Callable[[], str]
@@ -66,11 +67,19 @@ class BatchRequest:
     depends_on: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": self.id, "method": self.method.upper(), "url": self.url}
+        method = self.method.upper()
+        item: dict[str, Any] = {"id": self.id, "method": method, "url": self.url}
         headers = dict(self.headers or {})
-        if self.body is not None:
-            item["body"] = self.body
-            headers.setdefault("Content-Type", "application/json")
+        body = self.body
+        if body is None and method in BODY_METHODS:
+            # Graph refuses the whole batch when a write item lacks a body or its Content-Type,
+            # even for an action that takes no parameters (Microsoft Graph docs,
+            # concepts/json-batching.md): such a target gets an empty object
+            body = {}
+        if body is not None:
+            item["body"] = body
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
         if headers:
             item["headers"] = headers
         if self.depends_on:
