@@ -184,6 +184,10 @@ def parse(text: str, path: str) -> tuple[YNode | None, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, column = _mark(mark)
         what = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in what:
+            # PyYAML 6.0.4 and later stop at their own depth, ahead of ours: one message either way
+            problems.append(Problem(path, line, column, f"document nested deeper than {MAX_DEPTH} levels"))
+            return None, problems
         context = f" ({exc.context})" if exc.context and exc.problem else ""
         problems.append(Problem(path, line, column, f"YAML syntax error: {what}{context}"))
         return None, problems
