@@ -180,7 +180,7 @@ def test_wheel_ships_schemas_and_the_installed_copy_is_the_repository_copy(tmp_p
         timeout=300,
     )
     assert build.returncode == 0, build.stderr
-    (wheel,) = wheels.glob("reconciler-*.whl")
+    (wheel,) = wheels.glob("entra_license_reconciler-*.whl")
     repo_schemas = sorted(p.name for p in (ROOT / "schemas").glob("*.schema.json"))
     assert "policy.schema.json" in repo_schemas
     with zipfile.ZipFile(wheel) as zf:
