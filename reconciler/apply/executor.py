@@ -52,6 +52,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.apply.audit import AuditLog
+from reconciler.apply.refusal import licensing_refusal, with_names
 from reconciler.apply.verify import Difference, expected_keys, verify
 from reconciler.apply.wait import Poller, WaitResult, read_users, wait_for_processing
 from reconciler.errors import (
@@ -154,6 +155,8 @@ class ApplyResult:
     differences: list[Difference] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)  # placeholder -> new group id
     reprocessed: int = 0
+    # users whose reprocess Graph answered with a licensing error: delivered, the cause not fixed
+    still_in_error: list[str] = field(default_factory=list)
     waited: bool = False
     verified: bool = False
 
@@ -191,6 +194,9 @@ class ApplyResult:
         if self.pending:
             lines.append("Still processing when the wait timed out:")
             lines += [f"  ... {p}" for p in self.pending]
+        if self.still_in_error:
+            lines.append("Reprocessed, still in error (Entra's reason):")
+            lines += [f"  ! {s}" for s in self.still_in_error]
         if self.differences:
             lines.append(f"Differences from the prediction ({len(self.differences)} users):")
             for d in self.differences:
@@ -791,12 +797,27 @@ class _Executor:
             self.result.failed.extend(f"reprocess {self.upn(uid)}: {exc}" for uid in sorted(targets))
             return
         for uid, req, res in zip(sorted(targets), reqs, responses, strict=True):
+            refusal = None if res.ok else licensing_refusal(res.status, res.body)
             if res.ok:
                 self.result.reprocessed += 1
                 self.result.done.append(f"reprocess {self.upn(uid)}")
+            elif refusal is not None:
+                # delivered and evaluated, but the cause is not fixed: the verification reports the
+                # user's states; it is not a failed write
+                self.result.reprocessed += 1
+                self.result.still_in_error.append(f"{self.upn(uid)}: {with_names(refusal, self.id_names())}")
             else:
-                # Graph answers a reprocess with the real business error (facts 1.6): report it
                 self.result.failed.append(f"reprocess {self.upn(uid)}: {self.error_text(req, res)}")
+
+    def id_names(self) -> dict[str, str]:
+        """SKU and plan id -> name, from the tenant the plan was checked against."""
+        out: dict[str, str] = {}
+        for sku in self.state.skus.values():
+            out[sku.sku_id] = sku.part_number
+            for p in sku.service_plans:
+                if p.name:
+                    out[p.plan_id] = p.name
+        return out
 
 
 def apply_plan(client: GraphClient, plan: Plan, state: TenantState, options: ApplyOptions | None = None) -> ApplyResult:

@@ -12,8 +12,12 @@ Graph has no group-level reprocess, so:
 
 The calls (``POST /users/{id}/reprocessLicenseAssignment``) go through ``$batch``, 20 per call.
 Graph answers a reprocess with the real business error when the user's licensing still fails
-(e.g. a missing prerequisite); those are listed, not fatal. ``--wait`` then polls the users'
+(``400 Request_BadRequest``, e.g. a missing prerequisite or no seat left): such a user is listed
+as still in error with Graph's reason, not as a failed call. ``--wait`` then polls the users'
 states until they stop changing and reports who is still in error.
+
+Exit code: 0 when every call was delivered, whether or not users are still in error (their state is
+the tenant's, shown in the output); 1 when a call failed or the wait timed out.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from reconciler.apply.audit import AuditLog
+from reconciler.apply.refusal import licensing_refusal, with_names
 from reconciler.apply.wait import Poller, wait_for_processing
 from reconciler.catalog import is_guid
 from reconciler.errors import GraphError, NotFoundError, UsageError
@@ -39,6 +44,7 @@ class ReprocessResult:
     done: list[str] = field(default_factory=list)  # UPNs
     failed: list[tuple[str, str]] = field(default_factory=list)  # (UPN, why)
     still_in_error: list[tuple[str, list[str]]] = field(default_factory=list)  # (UPN, ["SKU: code"])
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (UPN, Graph's licensing reason)
     waited: bool = False
     timed_out: list[str] = field(default_factory=list)
 
@@ -50,11 +56,17 @@ class ReprocessResult:
         lines = []
         for upn, why in self.failed:
             lines.append(f"  x {upn}: {why}")
+        shown = {upn for upn, _ in self.still_in_error}
         for upn, errors in self.still_in_error:
             lines.append(f"  ! {upn} still in error: {', '.join(errors)}")
+        for upn, why in self.refused:
+            if upn not in shown:
+                lines.append(f"  ! {upn} still in error: {why}")
         for upn in self.timed_out:
             lines.append(f"  ... {upn}: still changing when the wait timed out")
-        head = f"Reprocessed {len(self.done)} of {len(self.users)} users ({self.scope})"
+        head = f"Reprocessed {len(self.done) + len(self.refused)} of {len(self.users)} users ({self.scope})"
+        if self.refused and not self.waited:
+            head += f", {len(self.refused)} still in error"
         if self.failed:
             head += f", {len(self.failed)} failed"
         if self.waited:
@@ -140,9 +152,15 @@ def reprocess_users(
     if say is not None:
         say(f"reprocessing {len(reqs)} users ({scope})")
     responses = client.batch(reqs, idempotent=True)
+    names: Mapping[str, str] | None = None
     for uid, req, res in zip(ids, reqs, responses, strict=True):
+        refusal = None if res.ok else licensing_refusal(res.status, res.body)
         if res.ok:
             result.done.append(users[uid])
+        elif refusal is not None:
+            if names is None:
+                names = _id_names(client)
+            result.refused.append((users[uid], with_names(refusal, names)))
         else:
             try:
                 client.check(req, res)
@@ -172,6 +190,20 @@ def reprocess_users(
             result.still_in_error.append((users[uid], errs))
     result.still_in_error.sort(key=lambda item: item[0].casefold())
     return result
+
+
+def _id_names(client: GraphClient) -> dict[str, str]:
+    """SKU and service plan id -> name, to make Graph's licensing messages readable."""
+    try:
+        body = client.get("/subscribedSkus", select=("skuId", "skuPartNumber", "servicePlans"))
+    except GraphError:
+        return {}
+    out: dict[str, str] = {}
+    for s in (body.get("value") or []) if isinstance(body, Mapping) else []:
+        out[str(s.get("skuId", "")).lower()] = str(s.get("skuPartNumber") or "")
+        for p in s.get("servicePlans") or ():
+            out[str(p.get("servicePlanId", "")).lower()] = str(p.get("servicePlanName") or "")
+    return {k: v for k, v in out.items() if k and v}
 
 
 def _sku_names(client: GraphClient) -> Mapping[str, str]:
