@@ -588,8 +588,10 @@ def reprocess_command(
     """Ask Entra to evaluate users' group licenses again (after fixing a cause, e.g. a proxy address).
 
     Graph has no group-level reprocess: --group reprocesses every direct user member of the group.
-    Calls go through $batch. Exit 0 done, 1 some calls failed (Graph's reason is listed) or the wait
-    timed out, 64 not exactly one of --group/--user/--errors.
+    Calls go through $batch. A user whose cause is not fixed yet is listed as still in error with
+    Entra's reason (Graph refuses such a reprocess with the licensing error). Exit 0 every call
+    delivered (users still in error are listed), 1 some calls failed or the wait timed out, 64 not
+    exactly one of --group/--user/--errors.
     """
     from reconciler.errors import UsageError
 
