@@ -559,6 +559,7 @@ class _Executor:
                 self.note_unwritten_group(acts)
             return
         writes: list[tuple[list[Action], str, BatchRequest]] = []
+        expected_of = {gid: expected for _acts, gid, _url, expected in todo}
         for (acts, gid, url, expected), req, res in zip(todo, reads, answers, strict=True):
             what = ", ".join(f"{a.kind} {a.sku}" for a in acts)
             gname = acts[0].group.name if acts[0].group else "?"
@@ -588,8 +589,10 @@ class _Executor:
                 self.result.failed.extend(f"{self.describe(a)}: {exc}" for a in acts)
                 self.note_unwritten_group(acts)
             return
+        refused = [(acts, gid, req, res) for (acts, gid, req), res in zip(writes, results, strict=True) if not res.ok]
+        landed = self.landed_group_writes([(gid, req, expected_of[gid]) for _acts, gid, req, _res in refused])
         for (acts, gid, req), res in zip(writes, results, strict=True):
-            if not res.ok:
+            if not res.ok and gid not in landed:
                 why = self.error_text(req, res)
                 self.result.failed.extend(f"{self.describe(a)}: {why}" for a in acts)
                 self.note_unwritten_group(acts)
@@ -599,6 +602,30 @@ class _Executor:
             self.result.done.extend(self.describe(a) for a in acts)
             gname = acts[0].group.name if acts[0].group else "?"
             self.say(f"{gname}: {', '.join(f'{a.kind} {a.sku}' for a in acts)} (queued for processing)")
+
+    def landed_group_writes(self, refused: Sequence[tuple[str, BatchRequest, frozenset[License]]]) -> set[str]:
+        """Groups whose refused write is in fact done: a write re-sent after its answer was lost
+        is refused the second time (a removal: "User does not have a corresponding license."), so
+        the group is read again and counts as written when it holds what the write asked for."""
+        if not refused:
+            return set()
+        reads = [BatchRequest(f"a{i}", "GET", f"/groups/{gid}?$select=id,assignedLicenses") for i, (gid, _, _) in enumerate(refused)]
+        try:
+            answers = self.client.batch(reads)
+        except GraphError:
+            return set()
+        landed = set()
+        for (gid, req, before), res in zip(refused, answers, strict=True):
+            if not res.ok or not isinstance(res.body, Mapping):
+                continue
+            body = req.body if isinstance(req.body, Mapping) else {}
+            removed = {str(s).lower() for s in body.get("removeLicenses") or ()}
+            wanted = {lic.sku_id: lic for lic in before if lic.sku_id not in removed}
+            for lic in _licenses(body.get("addLicenses") or []):
+                wanted[lic.sku_id] = lic
+            if _licenses(res.body.get("assignedLicenses")) == frozenset(wanted.values()) and frozenset(wanted.values()) != before:
+                landed.add(gid)
+        return landed
 
     def note_unwritten_group(self, acts: Sequence[Action]) -> None:
         """A group request that adds or changes licenses was not written: its users' removals wait."""
