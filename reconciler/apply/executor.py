@@ -464,9 +464,8 @@ class _Executor:
 
     def find_group(self, name: str) -> str | None:
         """The id of the group named ``name`` if exactly one exists (a create whose answer was lost)."""
-        escaped = name.replace("'", "''")
         try:
-            found = self.client.get_all("/groups", select=("id",), params={"$filter": f"displayName eq '{escaped}'"})
+            found = self.client.groups_named(name, ("id",))
         except GraphError:
             return None
         return str(found[0]["id"]).lower() if len(found) == 1 else None

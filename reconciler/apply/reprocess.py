@@ -83,8 +83,7 @@ def _one_group(client: GraphClient, ref: str) -> tuple[str, str]:
             return str(raw["id"]).lower(), str(raw.get("displayName") or ref)
         except NotFoundError:
             pass  # a display name that looks like an id
-    escaped = ref.replace("'", "''")
-    found = client.get_all("/groups", select=("id", "displayName"), params={"$filter": f"displayName eq '{escaped}'"})
+    found = client.groups_named(ref, ("id", "displayName"))
     if not found:
         raise UsageError(f"--group {ref}: no such group (give its display name or object id)")
     if len(found) > 1:

@@ -50,6 +50,9 @@ DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 PAGE_SIZE = 999
 BATCH_SIZE = 20
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+# Graph's limit on the value of a $filter `eq` (Microsoft Graph docs,
+# concepts/includes/known-issues/query-parameters.md)
+FILTER_EQ_MAX = 120
 DEFAULT_CONCURRENCY = 6
 
 TokenProvider = Callable[[], str]
@@ -470,6 +473,25 @@ class GraphClient:
         for page in self.iter_pages(path, select=select, params=params, headers=headers, top=top):
             items.extend(page)
         return items
+
+    def groups_named(self, name: str, select: Sequence[str]) -> list[dict[str, Any]]:
+        """The groups whose displayName is ``name`` (Graph compares it without regard to case).
+
+        Graph takes at most ``FILTER_EQ_MAX`` characters in an ``eq`` value, while a display name
+        may have 256: a longer name is looked up by its first characters (``startswith``) and
+        compared here."""
+        fields = tuple(dict.fromkeys(("displayName", *select)))
+        escaped = name.replace("'", "''")
+        if len(escaped) <= FILTER_EQ_MAX:
+            found = self.get_all("/groups", select=fields, params={"$filter": f"displayName eq '{escaped}'"})
+        else:
+            prefix = name[:FILTER_EQ_MAX]
+            while len(prefix.replace("'", "''")) > FILTER_EQ_MAX:
+                prefix = prefix[:-1]
+            quoted = prefix.replace("'", "''")
+            found = self.get_all("/groups", select=fields, params={"$filter": f"startswith(displayName,'{quoted}')"})
+        wanted = name.casefold()
+        return [g for g in found if str(g.get("displayName") or "").casefold() == wanted]
 
     def count(self, path: str, *, params: Mapping[str, str] | None = None) -> int:
         """``GET {path}/$count`` (an advanced query: ``ConsistencyLevel: eventual``)."""
